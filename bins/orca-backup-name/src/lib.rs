@@ -1,0 +1,181 @@
+//! `orca-backup-name`: choose where the backup goes.
+//!
+//! The default name is `orca-db-YYYY-MM-DD-HH-mm` in local time; `--name` gives a
+//! sanitized custom name (a "named" backup, kept by the retention policy). The
+//! extension follows the compression. If the file exists, the user is asked on
+//! the terminal (even when stdin is a pipe); without a terminal the step fails
+//! with exit 5 unless `--overwrite`. Nothing is ever deleted here.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{DateTime, Local};
+use clap::Parser;
+use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::names::{self, Compression, Kind};
+use orca_shared::{fail, paths};
+
+/// Choose the backup file name and path.
+///
+/// Writes {"backup_name", "backup_path", "backups_dir", "kind", "overwrite",
+/// "compression"} to the JSON record on stdout.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// A custom name, e.g. before-migration (gives orca-db-before-migration.tar.gz)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Replace an existing backup of the same name without asking
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Compression the archive will use; sets the extension [default: config, else gzip]
+    #[arg(long, value_enum)]
+    pub compression: Option<Compression>,
+
+    /// Directory for backups [default: config backups_dir, else <base>/backups]
+    #[arg(long, value_name = "DIR")]
+    pub backups_dir: Option<PathBuf>,
+
+    /// Use this time instead of now for the timestamped name (RFC 3339)
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+
+    /// Flags every orca tool has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl ToolArgs for Cli {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
+/// Choose the name and add it to the record.
+pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let compression = match cli.compression {
+        Some(c) => c,
+        None => match ctx.record.str("compression")? {
+            Some(name) => match Compression::from_name(name) {
+                Some(c) => c,
+                None => fail!(
+                    Usage,
+                    "field 'compression' of the stdin record must be gzip, zstd or none, got '{name}'"
+                ),
+            },
+            None => ctx.config.compression,
+        },
+    };
+    let dir = match cli.backups_dir {
+        Some(d) => {
+            paths::utf8(&d)?;
+            d
+        }
+        None => ctx.config.backups_dir()?,
+    };
+    let (file_name, kind) = match cli.name {
+        Some(raw) => {
+            let custom = names::sanitize(&raw, compression)?;
+            for change in &custom.changes {
+                ctx.note(format!("name {raw:?}: {change}"));
+            }
+            (custom.file_name, Kind::Named)
+        }
+        None => (
+            names::timestamped_name(now(cli.now.as_deref())?, compression),
+            Kind::Timestamped,
+        ),
+    };
+    paths::ensure_private_dir(&dir)?;
+    let path = dir.join(&file_name);
+    let mut overwrite = cli.overwrite || ctx.record.bool("overwrite")?.unwrap_or(false);
+    if !overwrite && path.symlink_metadata().is_ok() {
+        if path.is_dir() || path.is_symlink() {
+            fail!(
+                AlreadyExists,
+                "{} already exists and is not a regular file; choose another name with --name",
+                path.display()
+            );
+        }
+        overwrite = ask_overwrite(&path)?;
+        if !overwrite {
+            fail!(
+                AlreadyExists,
+                "backup {} already exists; it was left untouched (choose another name with --name, or pass --overwrite to replace it)",
+                path.display()
+            );
+        }
+    }
+    let path_str = paths::utf8(&path)?.to_string();
+    ctx.record.set("backup_name", &file_name);
+    ctx.record.set("backup_path", path_str);
+    ctx.record.set("backups_dir", paths::utf8(&dir)?);
+    ctx.record.set("kind", kind.as_str());
+    ctx.record.set("overwrite", overwrite);
+    ctx.record.set("compression", compression.as_str());
+    Ok(())
+}
+
+fn now(flag: Option<&str>) -> anyhow::Result<DateTime<Local>> {
+    match flag {
+        None => Ok(Local::now()),
+        Some(s) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Ok(t.with_timezone(&Local)),
+            Err(e) => fail!(
+                Usage,
+                "--now {s:?} is not an RFC 3339 time ({e}); e.g. 2026-06-30T12:00:00Z"
+            ),
+        },
+    }
+}
+
+/// Ask `overwrite? [y/N]` on the controlling terminal. No terminal (or stderr
+/// not being one, as in scripts and CI) means no.
+fn ask_overwrite(path: &Path) -> anyhow::Result<bool> {
+    if !std::io::stderr().is_terminal() {
+        return Ok(false);
+    }
+    let Some((mut input, mut output)) = open_terminal() else {
+        return Ok(false);
+    };
+    write!(
+        output,
+        "{} already exists. overwrite? [y/N] ",
+        path.display()
+    )
+    .and_then(|()| output.flush())
+    .context("cannot write to the terminal")?;
+    let mut answer = String::new();
+    input
+        .read_line(&mut answer)
+        .context("cannot read the answer from the terminal")?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+#[cfg(unix)]
+fn open_terminal() -> Option<(Box<dyn BufRead>, Box<dyn Write>)> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    let out = tty.try_clone().ok()?;
+    Some((Box::new(BufReader::new(tty)), Box::new(out)))
+}
+
+#[cfg(windows)]
+fn open_terminal() -> Option<(Box<dyn BufRead>, Box<dyn Write>)> {
+    let input = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("CONIN$")
+        .ok()?;
+    let output = std::fs::OpenOptions::new()
+        .write(true)
+        .open("CONOUT$")
+        .ok()?;
+    Some((Box::new(BufReader::new(input)), Box::new(output)))
+}

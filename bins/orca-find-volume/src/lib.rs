@@ -1,0 +1,51 @@
+//! `orca-find-volume`: find the Orca SQL Server data volume.
+//!
+//! Lists volumes with `docker volume ls --filter name=<volume_filter>`, keeps
+//! those matching the glob `volume_pattern`, chooses one deterministically
+//! (mounted by a running container, then by any container, then the newest) and
+//! reports it with every candidate and the containers that mount it.
+
+use clap::Parser;
+use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::discover;
+
+/// Find the Orca SQL Server data volume and start the backup record.
+///
+/// Writes {"volume", "candidates", "in_use_by"} to the JSON record on stdout.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Use this volume instead of searching (fails with exit 4 if it does not exist)
+    #[arg(long, value_name = "NAME")]
+    pub volume: Option<String>,
+
+    /// Flags every orca tool has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl ToolArgs for Cli {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
+/// Find the volume and add `volume`, `candidates` and `in_use_by` to the record.
+pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let pinned = match cli.volume {
+        Some(v) => Some(v),
+        None => ctx.record.str("volume")?.map(String::from),
+    };
+    let found = match pinned {
+        Some(name) => discover::pinned(&name)?,
+        None => discover::discover(&ctx.config)?,
+    };
+    if let Some(why) = &found.explanation {
+        ctx.note(why);
+    }
+    ctx.note(format!("using volume '{}'", found.chosen.name));
+    ctx.record.set("volume", &found.chosen.name);
+    ctx.record.set("candidates", &found.candidates);
+    ctx.record.set("in_use_by", &found.chosen.in_use_by);
+    Ok(())
+}

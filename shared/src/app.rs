@@ -1,0 +1,158 @@
+//! The `main` every tool shares: parse flags, read the record, load config, run,
+//! and turn the outcome into one JSON record on stdout and an exit code.
+//!
+//! Order matters for pipelines: a usage error is this step's own failure; a
+//! failed record on stdin is passed on unchanged with its exit code, so
+//! `a | b | c` ends with the first failure; otherwise the step runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::{Config, Loaded};
+use crate::exit::{self, ErrorKind};
+use crate::interrupt;
+use crate::record::{Record, Source};
+
+/// Flags every tool has.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct CommonArgs {
+    /// Config file [default: $ORCA_CONFIG, else <base>/config.json]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print a completion script for SHELL (bash, zsh, fish, powershell, elvish) and exit
+    #[arg(long, value_name = "SHELL", hide = true)]
+    pub completions: Option<clap_complete::Shell>,
+}
+
+/// A tool's parsed flags, which include [`CommonArgs`].
+pub trait ToolArgs: Parser {
+    /// The common flags.
+    fn common(&self) -> &CommonArgs;
+}
+
+/// What a tool's `run` gets: the record to extend, the config, its name.
+pub struct Ctx {
+    /// The tool's name, for messages.
+    pub tool: &'static str,
+    /// The record read on stdin (or a fresh one); the output record.
+    pub record: Record,
+    /// Whether a record came on stdin.
+    pub source: Source,
+    /// The configuration in effect.
+    pub config: Config,
+    /// Where the configuration came from.
+    pub loaded: Loaded,
+}
+
+impl Ctx {
+    /// A warning on stderr.
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        eprintln!("{}: warning: {}", self.tool, msg.as_ref());
+    }
+
+    /// A note on stderr.
+    pub fn note(&self, msg: impl AsRef<str>) {
+        eprintln!("{}: {}", self.tool, msg.as_ref());
+    }
+}
+
+/// Run a tool: `fn main() -> ExitCode { app::main::<Cli>("orca-x", orca_x::run) }`.
+pub fn main<A: ToolArgs>(
+    tool: &'static str,
+    run: fn(A, &mut Ctx) -> anyhow::Result<()>,
+) -> ExitCode {
+    interrupt::install();
+    let command = A::command()
+        .after_help(exit::EXIT_STATUS_HELP)
+        .name(tool)
+        .bin_name(tool);
+    let matches = match command.try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return clap_failure(tool, e),
+    };
+    let args = match A::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => return clap_failure(tool, e),
+    };
+    if let Some(shell) = args.common().completions {
+        let mut cmd = A::command().name(tool).bin_name(tool);
+        clap_complete::generate(shell, &mut cmd, tool, &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+
+    let (record, source) = match Record::from_stdin() {
+        Ok(r) => r,
+        Err(e) => return fail(tool, Record::new(), &e),
+    };
+    if let Some(code) = record.failure_exit_code() {
+        // Pass the first failure on, unchanged.
+        let _ = record.write_stdout();
+        return ExitCode::from(code);
+    }
+    let loaded = match Config::load(args.common().config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return fail(tool, record, &e),
+    };
+    loaded.print_warnings(tool);
+    let mut ctx = Ctx {
+        tool,
+        record,
+        source,
+        config: loaded.config.clone(),
+        loaded,
+    };
+    let outcome = run(args, &mut ctx).and_then(|()| interrupt::check());
+    match outcome {
+        Ok(()) => {
+            ctx.record.set_success();
+            match ctx.record.write_stdout() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{tool}: cannot write the record to stdout: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => fail(tool, ctx.record, &e),
+    }
+}
+
+/// Report `err` on stderr and in the record, and return its exit code.
+pub fn fail(tool: &str, mut record: Record, err: &anyhow::Error) -> ExitCode {
+    let kind = exit::kind_of(err);
+    let message = exit::message_of(err, kind);
+    eprintln!("{tool}: {message}");
+    record.set_failure(kind, &message, tool);
+    let _ = record.write_stdout();
+    ExitCode::from(kind.exit_code())
+}
+
+fn clap_failure(tool: &str, e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    match e.kind() {
+        K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            // clap's full explanation (with usage) for humans on stderr...
+            let _ = e.print();
+            // ...and its first line in the record for scripts.
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_string();
+            let mut record = Record::new();
+            let message = format!("{first} (see {tool} --help)");
+            record.set_failure(ErrorKind::Usage, &exit::one_line(&message), tool);
+            let _ = record.write_stdout();
+            ExitCode::from(ErrorKind::Usage.exit_code())
+        }
+    }
+}

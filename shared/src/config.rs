@@ -1,0 +1,413 @@
+//! `config.json`: optional settings, every key optional, strict about types.
+//!
+//! The file is `--config PATH`, else `$ORCA_CONFIG`, else `<base>/config.json`.
+//! A missing default file means defaults; a missing file that was named
+//! explicitly is an error (a typo must not silently mean "defaults"). Malformed
+//! JSON, a wrong type or a negative number is a usage error naming the file, the
+//! key and the line; an unknown key is a warning on stderr.
+//! Precedence everywhere: flag > stdin record > config > default.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::names::Compression;
+use crate::paths;
+
+/// Retention settings (`retention.*`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Retention {
+    /// Keep the newest N timestamped backups (0 disables the rule).
+    #[serde(deserialize_with = "non_negative")]
+    pub max_count: u64,
+    /// Keep timestamped backups younger than N days (0 disables the rule).
+    #[serde(deserialize_with = "non_negative")]
+    pub max_age_days: u64,
+    /// Never prune named backups.
+    pub keep_named: bool,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_count: 10,
+            max_age_days: 30,
+            keep_named: true,
+        }
+    }
+}
+
+/// Every setting, with its default.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    /// Passed to `docker volume ls --filter name=...`.
+    pub volume_filter: String,
+    /// Glob the volume name must match.
+    pub volume_pattern: String,
+    /// Where backups go (default `<base>/backups`).
+    pub backups_dir: Option<String>,
+    /// gzip, zstd or none.
+    pub compression: Compression,
+    /// Compression level (default: 6 for gzip, 3 for zstd).
+    #[serde(deserialize_with = "non_negative_opt")]
+    pub compression_level: Option<u64>,
+    /// Warn when an archive is smaller than this many MiB.
+    #[serde(deserialize_with = "non_negative")]
+    pub min_size_warning_mb: u64,
+    /// Prune after every backup made by the workflow script.
+    pub auto_cleanup: bool,
+    /// The retention policy.
+    pub retention: Retention,
+    /// How long `docker stop` may take before Docker kills the container.
+    #[serde(deserialize_with = "non_negative")]
+    pub stop_timeout_seconds: u64,
+    /// A local image for helper containers (default: one orca creates, empty).
+    pub helper_image: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            volume_filter: "orca.apphost".into(),
+            volume_pattern: "*sql-data*".into(),
+            backups_dir: None,
+            compression: Compression::Gzip,
+            compression_level: None,
+            min_size_warning_mb: 10,
+            auto_cleanup: false,
+            retention: Retention::default(),
+            stop_timeout_seconds: 30,
+            helper_image: None,
+        }
+    }
+}
+
+/// Keys `config.json` understands, for the unknown-key warning.
+const KNOWN_KEYS: &[&str] = &[
+    "volume_filter",
+    "volume_pattern",
+    "backups_dir",
+    "compression",
+    "compression_level",
+    "min_size_warning_mb",
+    "auto_cleanup",
+    "retention",
+    "stop_timeout_seconds",
+    "helper_image",
+];
+const KNOWN_RETENTION_KEYS: &[&str] = &["max_count", "max_age_days", "keep_named"];
+
+/// The loaded configuration and where it came from.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The settings.
+    pub config: Config,
+    /// The file they were read from, if one existed.
+    pub path: Option<PathBuf>,
+    /// Warnings to show on stderr (unknown keys).
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Load from `explicit` (a `--config` flag), `$ORCA_CONFIG` or the default path.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Loaded> {
+        let env = std::env::var_os("ORCA_CONFIG").filter(|v| !v.is_empty());
+        let (path, named) = match (explicit, env) {
+            (Some(p), _) => (p.to_path_buf(), true),
+            (None, Some(p)) => (PathBuf::from(p), true),
+            (None, None) => (paths::default_config_path()?, false),
+        };
+        paths::utf8(&path)?;
+        let text = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !named => {
+                return Ok(Loaded {
+                    config: Config::default(),
+                    path: None,
+                    warnings: vec![],
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => crate::fail!(
+                Usage,
+                "config file {} does not exist (check --config / ORCA_CONFIG)",
+                path.display()
+            ),
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context(format!("cannot read config file {}", path.display())));
+            }
+        };
+        let text = String::from_utf8(text)
+            .map_err(|_| crate::err!(Usage, "config file {} is not UTF-8 text", path.display()))?;
+        let (config, warnings) = Config::parse(&text, &path)?;
+        Ok(Loaded {
+            config,
+            path: Some(path),
+            warnings,
+        })
+    }
+
+    /// Parse config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<(Config, Vec<String>)> {
+        let file = path.display();
+        if text.trim().is_empty() {
+            return Ok((Config::default(), vec![]));
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            crate::err!(
+                Usage,
+                "invalid config {file}: line {}: {} (fix the JSON syntax)",
+                e.line(),
+                strip_position(&e.to_string())
+            )
+        })?;
+        let Value::Object(map) = &value else {
+            crate::fail!(
+                Usage,
+                "invalid config {file}: line 1: the file must hold one JSON object"
+            );
+        };
+        let mut warnings = Vec::new();
+        for key in map.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                warnings.push(format!(
+                    "config {file}: line {}: unknown key '{key}' ignored",
+                    line_of(text, &[key])
+                ));
+            }
+        }
+        if let Some(Value::Object(ret)) = map.get("retention") {
+            for key in ret.keys() {
+                if !KNOWN_RETENTION_KEYS.contains(&key.as_str()) {
+                    warnings.push(format!(
+                        "config {file}: line {}: unknown key 'retention.{key}' ignored",
+                        line_of(text, &["retention", key])
+                    ));
+                }
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.inner();
+            // serde reports where parsing stopped (after the value); the key's
+            // own line is what a person looks for.
+            let segments: Vec<&str> = key.split('.').collect();
+            let line = match line_of(text, &segments) {
+                1 => inner.line(),
+                l => l,
+            };
+            crate::err!(
+                Usage,
+                "invalid config {file}: line {line}: key '{key}': {}",
+                strip_position(&inner.to_string())
+            )
+        })?;
+        if let Some(level) = config.compression_level
+            && let Err(why) = config.compression.check_level(level)
+        {
+            crate::fail!(
+                Usage,
+                "invalid config {file}: line {}: key 'compression_level': {why}",
+                line_of(text, &["compression_level"])
+            );
+        }
+        for (key, value) in [
+            ("volume_filter", &config.volume_filter),
+            ("volume_pattern", &config.volume_pattern),
+        ] {
+            if value.trim().is_empty() {
+                crate::fail!(
+                    Usage,
+                    "invalid config {file}: line {}: key '{key}' must not be empty",
+                    line_of(text, &[key])
+                );
+            }
+        }
+        if let Err(e) = glob::Pattern::new(&config.volume_pattern) {
+            crate::fail!(
+                Usage,
+                "invalid config {file}: line {}: key 'volume_pattern': not a valid glob ({e})",
+                line_of(text, &["volume_pattern"])
+            );
+        }
+        Ok((config, warnings))
+    }
+
+    /// The compression level to use for `compression` when no flag gives one.
+    pub fn level_for(&self, compression: Compression) -> u64 {
+        match self.compression_level {
+            Some(level) if compression == self.compression => level,
+            _ => compression.default_level(),
+        }
+    }
+
+    /// The backups directory (not created).
+    pub fn backups_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.backups_dir {
+            Some(raw) if !raw.trim().is_empty() => paths::resolve_user_path(raw),
+            _ => paths::default_backups_dir(),
+        }
+    }
+}
+
+impl Loaded {
+    /// Print the warnings on stderr, prefixed with the tool's name.
+    pub fn print_warnings(&self, tool: &str) {
+        for w in &self.warnings {
+            eprintln!("{tool}: warning: {w}");
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; we print the line ourselves.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// The 1-based line where the quoted keys appear in order (nested lookups), or 1.
+fn line_of(text: &str, keys: &[&str]) -> usize {
+    let mut from = 0;
+    for key in keys {
+        let needle = format!("\"{key}\"");
+        match text[from..].find(&needle) {
+            Some(i) => from += i,
+            None => return 1,
+        }
+    }
+    text[..from].matches('\n').count() + 1
+}
+
+struct NonNegative;
+
+impl fmt::Display for NonNegative {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-negative whole number")
+    }
+}
+
+fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| de::Error::custom(format!("must be {NonNegative}, got {n}"))),
+        other => Err(de::Error::custom(format!(
+            "must be {NonNegative}, got {}",
+            crate::record::json_type(&other)
+        ))),
+    }
+}
+
+fn non_negative_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    non_negative(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::{ErrorKind, kind_of};
+
+    fn parse(text: &str) -> anyhow::Result<(Config, Vec<String>)> {
+        Config::parse(text, Path::new("/h/config.json"))
+    }
+
+    #[test]
+    fn empty_object_means_defaults() {
+        let (c, w) = parse("{}").unwrap();
+        assert_eq!(c, Config::default());
+        assert!(w.is_empty());
+        assert_eq!(c.retention.max_count, 10);
+        assert_eq!(c.retention.max_age_days, 30);
+        assert!(c.retention.keep_named);
+        assert_eq!(c.stop_timeout_seconds, 30);
+        assert_eq!(c.level_for(Compression::Gzip), 6);
+        assert_eq!(c.level_for(Compression::Zstd), 3);
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let (c, w) = parse(
+            r#"{"volume_filter":"x","volume_pattern":"*db*","backups_dir":"/b","compression":"zstd",
+               "compression_level":9,"min_size_warning_mb":0,"auto_cleanup":true,
+               "retention":{"max_count":3,"max_age_days":0,"keep_named":false},
+               "stop_timeout_seconds":60,"helper_image":"img:1"}"#,
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.compression, Compression::Zstd);
+        assert_eq!(c.level_for(Compression::Zstd), 9);
+        assert_eq!(c.level_for(Compression::Gzip), 6);
+        assert_eq!(
+            c.retention,
+            Retention {
+                max_count: 3,
+                max_age_days: 0,
+                keep_named: false
+            }
+        );
+        assert_eq!(c.helper_image.as_deref(), Some("img:1"));
+        assert!(c.auto_cleanup);
+    }
+
+    #[test]
+    fn errors_name_file_key_and_line() {
+        let cases = [
+            (
+                "{\n  \"retention\": {\n    \"max_count\": -1\n  }\n}",
+                "line 3",
+                "retention.max_count",
+            ),
+            ("{\n\"auto_cleanup\": \"yes\"\n}", "line 2", "auto_cleanup"),
+            ("{\n\"compression\": \"xz\"\n}", "line 2", "compression"),
+            (
+                "{\n\"min_size_warning_mb\": 1.5}",
+                "line 2",
+                "min_size_warning_mb",
+            ),
+            (
+                "{\n\"compression_level\": 12\n}",
+                "line 2",
+                "compression_level",
+            ),
+            (
+                "{\n\"volume_pattern\": \"[\"\n}",
+                "line 2",
+                "volume_pattern",
+            ),
+            ("{\n\"a\": 1,\n}", "line 3", "JSON syntax"),
+            ("[1]", "line 1", "one JSON object"),
+        ];
+        for (text, line, key) in cases {
+            let e = parse(text).unwrap_err();
+            let msg = e.to_string();
+            assert_eq!(kind_of(&e), ErrorKind::Usage, "{msg}");
+            assert!(msg.contains("/h/config.json"), "{msg}");
+            assert!(msg.contains(line), "{text:?}: {msg}");
+            assert!(msg.contains(key), "{text:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_line() {
+        let (_, w) = parse("{\n\"colour\": 1,\n\"retention\": {\"forever\": true}\n}").unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("line 2") && w[0].contains("'colour'"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("line 3") && w[1].contains("'retention.forever'"),
+            "{w:?}"
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! Ctrl-C, SIGTERM and SIGHUP: note them, stop the running child, clean up.
+//!
+//! The handler never exits the process on the first signals: the tool must still
+//! remove its temporary file and helper container and restart stopped containers,
+//! which needs destructors to run. The first signal sets a flag that long loops
+//! check and kills the registered child processes (a `docker cp` blocked on a
+//! stalled daemon would otherwise never return). A third signal exits at once,
+//! as an escape hatch when cleanup itself hangs.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static CHILDREN: Mutex<Vec<Weak<duct::Handle>>> = Mutex::new(Vec::new());
+
+/// Install the handler (once per process; later calls do nothing).
+pub fn install() {
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let result = ctrlc::set_handler(|| {
+        let n = SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 {
+            eprintln!(
+                "interrupted: stopping and cleaning up (interrupt twice more to quit at once)"
+            );
+        }
+        if n >= 3 {
+            eprintln!("interrupted three times: quitting without cleanup");
+            std::process::exit(130);
+        }
+        kill_children();
+    });
+    if let Err(e) = result {
+        eprintln!("warning: cannot install the interrupt handler: {e}");
+    }
+}
+
+/// Whether an interrupt arrived.
+pub fn interrupted() -> bool {
+    SIGNALS.load(Ordering::SeqCst) > 0
+}
+
+/// `Err(interrupted)` once an interrupt arrived; call it between steps.
+pub fn check() -> anyhow::Result<()> {
+    if interrupted() {
+        crate::fail!(Interrupted, "interrupted");
+    }
+    Ok(())
+}
+
+/// Mark the process as interrupted (for tests of cleanup paths).
+#[doc(hidden)]
+pub fn simulate() {
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
+    kill_children();
+}
+
+fn kill_children() {
+    let children = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
+    for child in children.iter().filter_map(Weak::upgrade) {
+        let _ = child.kill();
+    }
+}
+
+/// Keeps a child registered for killing on interrupt until dropped.
+pub struct ChildGuard {
+    handle: Arc<duct::Handle>,
+}
+
+impl ChildGuard {
+    /// Register `handle`; if an interrupt already arrived, kill it right away.
+    pub fn new(handle: duct::Handle) -> Self {
+        let handle = Arc::new(handle);
+        if let Ok(mut children) = CHILDREN.lock() {
+            children.retain(|w| w.strong_count() > 0);
+            children.push(Arc::downgrade(&handle));
+        }
+        if interrupted() {
+            let _ = handle.kill();
+        }
+        ChildGuard { handle }
+    }
+
+    /// The child.
+    pub fn handle(&self) -> &duct::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // A child still running when its guard goes (an error path) must not
+        // outlive us: kill it and reap it.
+        if let Ok(None) = self.handle.try_wait() {
+            let _ = self.handle.kill();
+        }
+    }
+}
