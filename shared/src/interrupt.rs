@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
-static CHILDREN: Mutex<Vec<Weak<duct::Handle>>> = Mutex::new(Vec::new());
+type Hook = dyn Fn() + Send + Sync;
+static HOOKS: Mutex<Vec<Weak<Hook>>> = Mutex::new(Vec::new());
 
 /// Install the handler (once per process; later calls do nothing).
 pub fn install() {
@@ -30,7 +31,7 @@ pub fn install() {
             eprintln!("interrupted three times: quitting without cleanup");
             std::process::exit(130);
         }
-        kill_children();
+        run_hooks();
     });
     if let Err(e) = result {
         eprintln!("warning: cannot install the interrupt handler: {e}");
@@ -54,33 +55,55 @@ pub fn check() -> anyhow::Result<()> {
 #[doc(hidden)]
 pub fn simulate() {
     SIGNALS.fetch_add(1, Ordering::SeqCst);
-    kill_children();
+    run_hooks();
 }
 
-fn kill_children() {
-    let children = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
-    for child in children.iter().filter_map(Weak::upgrade) {
-        let _ = child.kill();
+fn run_hooks() {
+    let hooks = HOOKS.lock().map(|h| h.clone()).unwrap_or_default();
+    for hook in hooks.iter().filter_map(Weak::upgrade) {
+        hook();
     }
+}
+
+/// Runs `hook` on interrupt (from the handler thread) while the guard lives;
+/// at once if an interrupt already arrived. Used to stop blocked reads.
+pub struct HookGuard {
+    _hook: Arc<Hook>,
+}
+
+/// Register `hook` to run on interrupt.
+pub fn on_interrupt(hook: impl Fn() + Send + Sync + 'static) -> HookGuard {
+    let hook: Arc<Hook> = Arc::new(hook);
+    if let Ok(mut hooks) = HOOKS.lock() {
+        hooks.retain(|w| w.strong_count() > 0);
+        hooks.push(Arc::downgrade(&hook));
+    }
+    if interrupted() {
+        hook();
+    }
+    HookGuard { _hook: hook }
 }
 
 /// Keeps a child registered for killing on interrupt until dropped.
 pub struct ChildGuard {
     handle: Arc<duct::Handle>,
+    _hook: HookGuard,
 }
 
 impl ChildGuard {
     /// Register `handle`; if an interrupt already arrived, kill it right away.
     pub fn new(handle: duct::Handle) -> Self {
         let handle = Arc::new(handle);
-        if let Ok(mut children) = CHILDREN.lock() {
-            children.retain(|w| w.strong_count() > 0);
-            children.push(Arc::downgrade(&handle));
+        let weak = Arc::downgrade(&handle);
+        let hook = on_interrupt(move || {
+            if let Some(h) = weak.upgrade() {
+                let _ = h.kill();
+            }
+        });
+        ChildGuard {
+            handle,
+            _hook: hook,
         }
-        if interrupted() {
-            let _ = handle.kill();
-        }
-        ChildGuard { handle }
     }
 
     /// The child.

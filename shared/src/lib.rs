@@ -9,6 +9,7 @@ pub mod app;
 pub mod config;
 pub mod discover;
 pub mod docker;
+pub mod dockerstream;
 pub mod exit;
 pub mod fsutil;
 pub mod interrupt;

@@ -1,1 +1,367 @@
-//! Test helpers.
+//! Helpers for orca-backup's tests and benchmarks, never shipped in a tool.
+//!
+//! - [`docker_or_skip`]: Docker-backed tests run against a real engine; without
+//!   one they fail when `ORCA_REQUIRE_DOCKER=1` (CI) and skip loudly otherwise.
+//! - [`busybox_image`]: a tiny local image made with `docker import` from the
+//!   host's static busybox (Debian's `busybox-static`): no registry needed.
+//! - [`TestVolume`], [`TestContainer`]: uniquely named, removed on drop, also
+//!   when the test panics.
+//! - [`sqldata`]: deterministic SQL-Server-like files (8 KiB pages: zeroed,
+//!   row-like text and random) streamed into a volume as a tar.
+//! - [`listing`]: a volume or archive as comparable entries (type, size, mode,
+//!   owner, link target, content hash).
+
+pub mod listing;
+pub mod sqldata;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The local test image: static busybox with the applets tests use.
+pub const BUSYBOX_IMAGE: &str = "orca-test-busybox:1";
+/// Label on everything tests create, for cleanup and leak checks.
+pub const TEST_LABEL: &str = "org.orca-backup.test";
+
+/// Run `docker args...`, returning the output whatever the status.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run the docker CLI")
+}
+
+/// Run `docker args...`; panic with docker's stderr on failure; return stdout.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run `docker args...` with `input` on stdin; panic on failure.
+pub fn docker_with_input(args: &[&str], input: &[u8]) -> String {
+    let mut child = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run the docker CLI");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let data = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("docker runs");
+    let _ = feeder.join();
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether a Docker engine answers.
+pub fn docker_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    })
+}
+
+/// `true` when Docker-backed tests can run. Without an engine: panic when
+/// `ORCA_REQUIRE_DOCKER=1` (CI must not pass by skipping), else print a loud
+/// skip notice and return `false`.
+pub fn docker_or_skip(test: &str) -> bool {
+    if docker_available() {
+        return true;
+    }
+    if std::env::var("ORCA_REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
+        panic!(
+            "{test}: Docker is required (ORCA_REQUIRE_DOCKER=1) but no engine answers `docker version`"
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPED {test}: no Docker engine answers. Start Docker to run it (CI sets ORCA_REQUIRE_DOCKER=1 and fails instead). ***\n"
+    );
+    false
+}
+
+/// A name no other test or run uses: `<prefix>-<pid>-<n>-<nanos>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// Ten lowercase hex digits, unique per call (for Aspire-style names).
+pub fn unique_hex10() -> String {
+    let u = unique("x");
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in u.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{:010x}", h & 0xff_ffff_ffff)
+}
+
+/// Make sure [`BUSYBOX_IMAGE`] exists, building it from the host's static
+/// busybox. Panics with what to install when there is none.
+pub fn busybox_image() -> &'static str {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if docker(&["image", "inspect", BUSYBOX_IMAGE])
+            .status
+            .success()
+        {
+            return;
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect(
+                "tests need a static busybox to build their image: apt-get install busybox-static",
+            );
+        let tar = busybox_rootfs(busybox);
+        let label = format!("LABEL {TEST_LABEL}=true");
+        docker_with_input(
+            &[
+                "import",
+                "--change",
+                "CMD [\"/bin/sh\"]",
+                "--change",
+                &label,
+                "-",
+                BUSYBOX_IMAGE,
+            ],
+            &tar,
+        );
+    });
+    BUSYBOX_IMAGE
+}
+
+/// A rootfs tar: /bin/busybox plus applet links, /tmp.
+pub fn busybox_rootfs(busybox: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let bin = std::fs::read(busybox).expect("read busybox");
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    b.append_data(&mut h.clone(), "bin", std::io::empty())
+        .expect("tar");
+    let mut t = h.clone();
+    t.set_mode(0o1777);
+    b.append_data(&mut t, "tmp", std::io::empty()).expect("tar");
+    let mut f = tar::Header::new_gnu();
+    f.set_entry_type(tar::EntryType::Regular);
+    f.set_mode(0o755);
+    f.set_size(bin.len() as u64);
+    b.append_data(&mut f, "bin/busybox", &bin[..]).expect("tar");
+    for applet in [
+        "sh",
+        "tar",
+        "gzip",
+        "gunzip",
+        "sleep",
+        "rm",
+        "find",
+        "ls",
+        "mkdir",
+        "chmod",
+        "chown",
+        "ln",
+        "cat",
+        "sha256sum",
+        "dd",
+        "stat",
+        "touch",
+        "mkfifo",
+        "echo",
+        "head",
+        "true",
+        "xargs",
+        "wc",
+        "sync",
+        "cp",
+        "mv",
+        "printf",
+        "seq",
+    ] {
+        let mut l = tar::Header::new_gnu();
+        l.set_entry_type(tar::EntryType::Symlink);
+        l.set_mode(0o777);
+        l.set_size(0);
+        b.append_link(&mut l, format!("bin/{applet}"), "busybox")
+            .expect("tar");
+    }
+    b.into_inner().expect("tar")
+}
+
+/// A volume created for one test, removed (with its containers) on drop.
+pub struct TestVolume {
+    /// The volume name.
+    pub name: String,
+}
+
+impl TestVolume {
+    /// Create a volume named `name`.
+    pub fn named(name: &str) -> TestVolume {
+        let label = format!("{TEST_LABEL}=true");
+        docker_ok(&["volume", "create", "--label", &label, name]);
+        TestVolume {
+            name: name.to_string(),
+        }
+    }
+
+    /// An Aspire-style `<app>.apphost-<hex>-sql-data` volume for a unique app.
+    pub fn aspire(app: &str) -> TestVolume {
+        Self::named(&format!("{app}.apphost-{}-sql-data", unique_hex10()))
+    }
+
+    /// Run `script` with busybox sh in a throwaway container with the volume at /v.
+    pub fn sh(&self, script: &str) {
+        let mount = format!("{}:/v", self.name);
+        let label = format!("{TEST_LABEL}=true");
+        docker_ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--label",
+            &label,
+            "-v",
+            &mount,
+            busybox_image(),
+            "sh",
+            "-c",
+            script,
+        ]);
+    }
+
+    /// Fill the volume with SQL-Server-like data of about `bytes`.
+    pub fn fill_sql_like(&self, bytes: u64, seed: u64) {
+        sqldata::fill_volume(&self.name, bytes, seed);
+    }
+}
+
+impl Drop for TestVolume {
+    fn drop(&mut self) {
+        remove_containers_using(&self.name);
+        let _ = docker(&["volume", "rm", "-f", &self.name]);
+    }
+}
+
+/// Force-remove every container (ours, the product's helpers, anything) that mounts `volume`.
+pub fn remove_containers_using(volume: &str) {
+    let filter = format!("volume={volume}");
+    let ids = docker(&["ps", "-aq", "--filter", &filter]);
+    for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+        let _ = docker(&["rm", "-f", "-v", id]);
+    }
+}
+
+/// A container for one test (e.g. "Orca's SQL Server" running on a volume), removed on drop.
+pub struct TestContainer {
+    /// Container name.
+    pub name: String,
+}
+
+impl TestContainer {
+    /// Start a long-running busybox shell with `volume` mounted at
+    /// /var/opt/mssql, like SQL Server; it exits promptly on SIGTERM.
+    pub fn running_on(volume: &str) -> TestContainer {
+        let c = Self::created_on(volume);
+        docker_ok(&["start", &c.name]);
+        c
+    }
+
+    /// Create (not start) such a container.
+    pub fn created_on(volume: &str) -> TestContainer {
+        let name = unique("orca-test-sql");
+        let mount = format!("{volume}:/var/opt/mssql");
+        let label = format!("{TEST_LABEL}=true");
+        docker_ok(&[
+            "create",
+            "--name",
+            &name,
+            "--label",
+            &label,
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            busybox_image(),
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 1; done",
+        ]);
+        TestContainer { name }
+    }
+
+    /// Docker's state for it: running, exited, created...
+    pub fn state(&self) -> String {
+        docker_ok(&["inspect", "--format", "{{.State.Status}}", &self.name])
+            .trim()
+            .to_string()
+    }
+
+    /// When it last started (changes on every start).
+    pub fn started_at(&self) -> String {
+        docker_ok(&["inspect", "--format", "{{.State.StartedAt}}", &self.name])
+            .trim()
+            .to_string()
+    }
+
+    /// Full id.
+    pub fn id(&self) -> String {
+        docker_ok(&["inspect", "--format", "{{.Id}}", &self.name])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", "-v", &self.name]);
+    }
+}
+
+/// Helper containers the product created from process `pid` that still exist.
+pub fn leftover_helpers(pid: u32) -> Vec<String> {
+    let filter = format!("label=org.orca-backup.pid={pid}");
+    let out = docker_ok(&["ps", "-aq", "--filter", &filter]);
+    out.split_whitespace().map(String::from).collect()
+}
+
+/// Helper containers that mount `volume` (whatever process made them).
+pub fn helpers_on(volume: &str) -> Vec<String> {
+    let vf = format!("volume={volume}");
+    let out = docker_ok(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &vf,
+        "--filter",
+        "label=org.orca-backup.helper",
+    ]);
+    out.split_whitespace().map(String::from).collect()
+}

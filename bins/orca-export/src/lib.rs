@@ -1,0 +1,507 @@
+//! `orca-export`: stream a volume, read-only, into an atomically written archive.
+//!
+//! The volume is mounted read-only in a helper container that is created and
+//! never started; `docker cp CONTAINER:/volume/. -` then streams it out through
+//! Docker's archive API as a tar rooted at `./`, exactly the layout of
+//! `tar -C /volume .`. We compress that stream on the host on all cores, hash it
+//! while writing, and write it under a temporary `.incomplete` name that is
+//! renamed into place only once complete and on disk. No image is pulled, no
+//! host folder is bind-mounted, no process runs in a container, and no
+//! uncompressed copy of the volume touches the disk.
+//!
+//! The pieces: [`pargz`] (parallel single-member gzip), [`sink`] (hashing,
+//! threaded file writer), and [`export`] tying them to docker.
+
+pub mod pargz;
+pub mod sink;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Local, Utc};
+use clap::Parser;
+use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::docker::{self, ContainerRef, HelperContainer, StoppedContainers, VolumeInfo};
+use orca_shared::dockerstream::ArchiveStream;
+use orca_shared::fsutil::{self, AtomicFile, DirLock};
+use orca_shared::interrupt;
+use orca_shared::names::{self, Compression};
+use orca_shared::progress::{self, Progress};
+use orca_shared::tarscan::{Scanner, Summary};
+use orca_shared::{discover, err, fail, paths};
+
+use crate::pargz::ParGz;
+use crate::sink::{HashingWriter, ThreadedWriter};
+
+/// Stream a Docker volume, read-only, into a compressed tar archive.
+///
+/// Reads "volume", "backup_path", "overwrite" and "compression" from the record
+/// on stdin (flags win); without them it finds the Orca volume and writes a
+/// timestamped backup in the backups directory. Adds "size_bytes", "size",
+/// "sha256", "compression", "compression_level", "uncompressed_bytes",
+/// "entries", "duration_ms", "in_use_by", "stopped_containers" and "consistent".
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Volume to back up [default: the record's volume, else the Orca volume found as orca-find-volume does]
+    #[arg(long, value_name = "NAME")]
+    pub volume: Option<String>,
+
+    /// Archive to write [default: the record's backup_path, else a timestamped name in the backups directory]
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Compression [default: the record's, else from the output's extension, else config, else gzip]
+    #[arg(long, value_enum)]
+    pub compression: Option<Compression>,
+
+    /// Compression level: gzip 1-9 [default 6], zstd 1-19 [default 3]
+    #[arg(long, value_name = "N")]
+    pub level: Option<u64>,
+
+    /// Replace an existing archive of the same name
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Stop the containers using the volume for a consistent copy, and start them again afterwards
+    #[arg(long)]
+    pub stop: bool,
+
+    /// Flags every orca tool has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl ToolArgs for Cli {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
+/// What to export where.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// Volume name.
+    pub volume: String,
+    /// Final archive path.
+    pub output: PathBuf,
+    /// Compression.
+    pub compression: Compression,
+    /// Level (validated for the compression).
+    pub level: u32,
+    /// Whether replacing an existing archive is allowed.
+    pub overwrite: bool,
+    /// Stop containers using the volume during the copy.
+    pub stop: bool,
+    /// Seconds `docker stop` may take.
+    pub stop_timeout: u64,
+    /// Configured helper image.
+    pub helper_image: Option<String>,
+    /// The backups directory (the lock is taken when the output is in it).
+    pub backups_dir: Option<PathBuf>,
+    /// The tool name, for messages.
+    pub tool: &'static str,
+}
+
+/// What an export did.
+#[derive(Clone, Debug)]
+pub struct ExportReport {
+    /// Archive size.
+    pub size_bytes: u64,
+    /// SHA-256 of the archive, lowercase hex.
+    pub sha256: String,
+    /// Size of the tar stream before compression.
+    pub uncompressed_bytes: u64,
+    /// Entries in the archive.
+    pub entries: u64,
+    /// Bytes of regular file data.
+    pub content_bytes: u64,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Containers that mount the volume.
+    pub in_use_by: Vec<ContainerRef>,
+    /// Containers stopped for the copy (and started again).
+    pub stopped_containers: Vec<ContainerRef>,
+    /// No container was running on the volume during the copy.
+    pub consistent: bool,
+    /// The volume, as docker described it.
+    pub volume_info: VolumeInfo,
+    /// When the copy started.
+    pub created_at: DateTime<Utc>,
+    /// The checksum file written beside the archive.
+    pub checksum_path: PathBuf,
+}
+
+/// Export the volume and add the results to the record.
+pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let volume = match cli.volume {
+        Some(v) => v,
+        None => match ctx.record.str("volume")? {
+            Some(v) => v.to_string(),
+            None => {
+                let found = discover::discover(&ctx.config)?;
+                if let Some(why) = &found.explanation {
+                    ctx.note(why);
+                }
+                found.chosen.name
+            }
+        },
+    };
+    let record_compression = match ctx.record.str("compression")? {
+        Some(name) => Some(Compression::from_name(name).ok_or_else(|| {
+            err!(
+                Usage,
+                "field 'compression' of the stdin record must be gzip, zstd or none, got '{name}'"
+            )
+        })?),
+        None => None,
+    };
+    let output_given = match cli.output {
+        Some(p) => Some(p),
+        None => ctx.record.str("backup_path")?.map(PathBuf::from),
+    };
+    let from_extension = output_given
+        .as_deref()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .and_then(Compression::from_file_name);
+    let compression = cli
+        .compression
+        .or(record_compression)
+        .or(from_extension)
+        .unwrap_or(ctx.config.compression);
+    let backups_dir = ctx.config.backups_dir()?;
+    let output = match output_given {
+        Some(p) => p,
+        None => backups_dir.join(names::timestamped_name(Local::now(), compression)),
+    };
+    paths::utf8(&output)?;
+    check_extension(&output, compression)?;
+    let level = cli
+        .level
+        .unwrap_or_else(|| ctx.config.level_for(compression));
+    if let Err(why) = compression.check_level(level) {
+        fail!(Usage, "--level: {why}");
+    }
+    let overwrite = cli.overwrite || ctx.record.bool("overwrite")?.unwrap_or(false);
+    let opts = ExportOptions {
+        volume,
+        output,
+        compression,
+        level: level as u32,
+        overwrite,
+        stop: cli.stop || ctx.record.bool("stop")?.unwrap_or(false),
+        stop_timeout: ctx.config.stop_timeout_seconds,
+        helper_image: ctx.config.helper_image.clone(),
+        backups_dir: Some(backups_dir),
+        tool: ctx.tool,
+    };
+    let report = export(&opts)?;
+    let rec = &mut ctx.record;
+    rec.set("volume", &opts.volume);
+    rec.set("backup_path", paths::utf8(&opts.output)?);
+    if rec.get("backup_name").is_none()
+        && let Some(name) = opts.output.file_name().and_then(|n| n.to_str())
+    {
+        rec.set("backup_name", name);
+        let kind = names::BackupFileName::parse(name).map(|b| b.kind());
+        if let Some(kind) = kind {
+            rec.set("kind", kind.as_str());
+        }
+    }
+    rec.set("compression", compression.as_str());
+    rec.set("compression_level", level);
+    rec.set("size_bytes", report.size_bytes);
+    rec.set("size", progress::seed_size(report.size_bytes));
+    rec.set("sha256", &report.sha256);
+    rec.set("checksum_path", paths::utf8(&report.checksum_path)?);
+    rec.set("uncompressed_bytes", report.uncompressed_bytes);
+    rec.set("entries", report.entries);
+    rec.set("duration_ms", report.duration_ms);
+    rec.set("in_use_by", &report.in_use_by);
+    rec.set("stopped_containers", &report.stopped_containers);
+    rec.set("consistent", report.consistent);
+    ctx.note(format!(
+        "wrote {} ({}, {} entries) in {:.1} s",
+        opts.output.display(),
+        progress::seed_size(report.size_bytes),
+        report.entries,
+        report.duration_ms as f64 / 1000.0
+    ));
+    Ok(())
+}
+
+/// The archive name must end in the compression's extension.
+pub fn check_extension(output: &Path, compression: Compression) -> anyhow::Result<()> {
+    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.ends_with(compression.extension())
+        || Compression::from_file_name(name) != Some(compression)
+    {
+        fail!(
+            Usage,
+            "output {} does not end in {} as {} compression requires (name it accordingly, or pass the same --compression to orca-backup-name)",
+            output.display(),
+            compression.extension(),
+            compression.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Export a volume to an archive: nothing is left behind on failure (no
+/// temporary file, no helper container, stopped containers running again).
+pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
+    let started = Instant::now();
+    let created_at = Utc::now();
+    let volume_info = docker::require_volume(&opts.volume)?;
+    let in_use_by = docker::containers_using(&opts.volume)?;
+    if !opts.overwrite && opts.output.symlink_metadata().is_ok() {
+        fail!(
+            AlreadyExists,
+            "{} already exists; it was left untouched (choose another name, or pass --overwrite)",
+            opts.output.display()
+        );
+    }
+    let dir = fsutil::parent_dir(&opts.output).to_path_buf();
+    paths::ensure_private_dir(&dir)?;
+    let _lock = match &opts.backups_dir {
+        Some(b) if same_dir(b, &dir) => Some(DirLock::shared(&dir, opts.tool)?),
+        _ => None,
+    };
+
+    let active: Vec<&ContainerRef> = in_use_by.iter().filter(|c| c.is_active()).collect();
+    let mut stopped = StoppedContainers::none();
+    if !active.is_empty() {
+        if opts.stop {
+            stopped = StoppedContainers::stop(&in_use_by, opts.stop_timeout)?;
+        } else {
+            let names: Vec<&str> = active.iter().map(|c| c.name.as_str()).collect();
+            eprintln!(
+                "{}: warning: container(s) {} are running on volume '{}': this is a live copy of SQL Server's files and may not be consistent; pass --stop for a consistent copy",
+                opts.tool,
+                names.join(", "),
+                opts.volume
+            );
+        }
+    }
+    let consistent = active.is_empty() || opts.stop;
+    interrupt::check()?;
+
+    let image = docker::ensure_helper_image(opts.helper_image.as_deref())?;
+    let helper = HelperContainer::create(&image, &opts.volume, false)?;
+    let mut archive = AtomicFile::create(&opts.output)?;
+    let file = archive
+        .file()
+        .try_clone()
+        .with_context(|| format!("cannot write {}", archive.temp_path().display()))?;
+    let estimate = estimate_size(&volume_info);
+    let shown = Progress::new(&format!("exporting {}", opts.volume), estimate);
+    let streamed =
+        stream_to(&helper, file, opts.compression, opts.level, &shown).with_context(|| {
+            format!(
+                "cannot export volume '{}' to {}",
+                opts.volume,
+                opts.output.display()
+            )
+        })?;
+    shown.finish();
+
+    // The copy is done: give the database back before flushing to disk.
+    let restarted = stopped.restart();
+    let stopped_containers = stopped.containers().to_vec();
+    if let Err(e) = helper.remove() {
+        eprintln!("{}: warning: {e:#}", opts.tool);
+    }
+    let checksum_path = sidecar(&opts.output, ".sha256");
+    let file_name = opts
+        .output
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let checksum_line = format!("{}  {file_name}\n", streamed.sha256);
+    // The checksum is written (as a temporary file) before the archive is
+    // renamed, so a full disk cannot leave an archive without its checksum.
+    let mut checksum = AtomicFile::create(&checksum_path)?;
+    checksum
+        .file()
+        .write_all(checksum_line.as_bytes())
+        .with_context(|| format!("cannot write {}", checksum.temp_path().display()))?;
+    archive.commit(opts.overwrite)?;
+    checksum.commit(true)?;
+    restarted.with_context(|| format!("the backup {} is complete", opts.output.display()))?;
+    Ok(ExportReport {
+        size_bytes: streamed.size,
+        sha256: streamed.sha256,
+        uncompressed_bytes: streamed.summary.tar_bytes,
+        entries: streamed.summary.entries,
+        content_bytes: streamed.summary.content_bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        in_use_by,
+        stopped_containers,
+        consistent,
+        volume_info,
+        created_at,
+        checksum_path,
+    })
+}
+
+/// `<archive><suffix>`.
+pub fn sidecar(archive: &Path, suffix: &str) -> PathBuf {
+    let mut s = archive.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The volume's size when its data is visible on this host (native Linux engines).
+fn estimate_size(info: &VolumeInfo) -> Option<u64> {
+    use std::io::IsTerminal;
+    if !io::stderr().is_terminal() || info.mountpoint.is_empty() {
+        return None;
+    }
+    fn walk(dir: &Path, total: &mut u64) -> io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                walk(&entry.path(), total)?;
+            } else {
+                *total += meta.len();
+            }
+        }
+        Ok(())
+    }
+    let mut total = 0;
+    walk(Path::new(&info.mountpoint), &mut total).ok()?;
+    Some(total)
+}
+
+/// What came out of the stream.
+pub struct Streamed {
+    /// The tar stream's totals.
+    pub summary: Summary,
+    /// Archive SHA-256.
+    pub sha256: String,
+    /// Archive size.
+    pub size: u64,
+}
+
+enum Encoder {
+    Gzip(ParGz<HashingWriter<File>>),
+    Zstd(zstd::stream::write::Encoder<'static, ThreadedWriter<HashingWriter<File>>>),
+    Plain(ThreadedWriter<HashingWriter<File>>),
+}
+
+impl Encoder {
+    fn new(compression: Compression, level: u32, file: File) -> io::Result<Encoder> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let sink = HashingWriter::new(file);
+        Ok(match compression {
+            Compression::Gzip => Encoder::Gzip(ParGz::new(sink, level, threads)?),
+            Compression::Zstd => {
+                let mut enc =
+                    zstd::stream::write::Encoder::new(ThreadedWriter::new(sink)?, level as i32)?;
+                enc.multithread(threads as u32)?;
+                enc.include_checksum(true)?;
+                // zstd's default job (4x the window) keeps ~80 MiB in flight with
+                // two workers; 2 MiB jobs keep it near 30 MiB for 0.1% in size.
+                enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(2 << 20))?;
+                Encoder::Zstd(enc)
+            }
+            Compression::None => Encoder::Plain(ThreadedWriter::new(sink)?),
+        })
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(w) => w.write_all(buf),
+            Encoder::Zstd(w) => w.write_all(buf),
+            Encoder::Plain(w) => w.write_all(buf),
+        }
+    }
+
+    fn finish(self) -> io::Result<HashingWriter<File>> {
+        match self {
+            Encoder::Gzip(w) => w.finish(),
+            Encoder::Zstd(w) => w.finish()?.finish(),
+            Encoder::Plain(w) => w.finish(),
+        }
+    }
+}
+
+/// Stream the helper's `/volume/.` through the encoder into `file`.
+pub fn stream_to(
+    helper: &HelperContainer,
+    file: File,
+    compression: Compression,
+    level: u32,
+    shown: &Progress,
+) -> anyhow::Result<Streamed> {
+    let mut source = ArchiveStream::open(helper.id(), &format!("{}/.", docker::MOUNT_PATH))?;
+    let mut encoder = Encoder::new(compression, level, file).context("cannot start compressing")?;
+    let mut scanner = Scanner::new(());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        interrupt::check()?;
+        let n = match read_full(&mut source, &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                interrupt::check()?;
+                return Err(e).context("cannot read the volume's stream from Docker");
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = scanner.feed(&buf[..n]) {
+            source.abort();
+            source.finish()?;
+            fail!(Failure, "Docker sent a damaged tar stream: {e}");
+        }
+        if let Err(e) = encoder.write_all(&buf[..n]) {
+            source.abort();
+            // The pipeline's own error (disk full...) says more than "stopped".
+            let real = encoder.finish().err().unwrap_or(e);
+            return Err(real).context("cannot write the archive");
+        }
+        shown.add(n as u64);
+    }
+    interrupt::check()?;
+    source.finish()?;
+    let (summary, ()) = scanner.finish().map_err(|e| {
+        err!(
+            Failure,
+            "the volume's stream from Docker ended early ({e}); is the Docker engine still running?"
+        )
+    })?;
+    let sink = encoder.finish().context("cannot write the archive")?;
+    let (_file, sha256, size) = sink.finish();
+    Ok(Streamed {
+        summary,
+        sha256,
+        size,
+    })
+}
+
+/// Read until `buf` is full or the stream ends.
+pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real binaries, a real Docker engine, real pipes.
+//!
+//! This root package is the one home that sees every tool's binary, so whole
+//! pipelines are tested here, one module per tool or workflow. Docker-backed
+//! tests fail when `ORCA_REQUIRE_DOCKER=1` and no engine answers, and skip with
+//! a loud notice otherwise. Each test has its own ORCA_HOME and uniquely named
+//! volumes and containers, removed even when it fails.
+
+mod common;
+mod export;
+mod foundation;
