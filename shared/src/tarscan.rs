@@ -191,6 +191,8 @@ pub struct Scanner<V: Visitor> {
     offset: u64,
     summary: Summary,
     headers_seen: u64,
+    /// Zero bytes seen after the first zero block (the marker is two blocks).
+    trailing_zeros: u64,
 }
 
 impl<V: Visitor> Scanner<V> {
@@ -206,6 +208,7 @@ impl<V: Visitor> Scanner<V> {
             offset: 0,
             summary: Summary::default(),
             headers_seen: 0,
+            trailing_zeros: 0,
         }
     }
 
@@ -279,6 +282,7 @@ impl<V: Visitor> Scanner<V> {
                         ));
                     }
                     self.offset += data.len() as u64;
+                    self.trailing_zeros += data.len() as u64;
                     data = &[];
                 }
             }
@@ -412,13 +416,17 @@ impl<V: Visitor> Scanner<V> {
         Ok(())
     }
 
-    /// End of input: the archive must have ended properly.
-    pub fn finish(self) -> Result<(Summary, V), ScanError> {
-        match self.state {
+    /// End of input: the archive must have ended properly. The visitor comes
+    /// back either way.
+    pub fn finish(self) -> (Result<Summary, ScanError>, V) {
+        let result = match self.state {
+            State::End if self.trailing_zeros < BLOCK as u64 => Err(self.error(
+                "the end-of-archive marker is cut short (two zero blocks expected; truncated archive)",
+            )),
             State::End => {
                 let mut summary = self.summary;
                 summary.tar_bytes = self.offset;
-                Ok((summary, self.visitor))
+                Ok(summary)
             }
             State::Header if self.header_len == 0 && self.offset == 0 => {
                 Err(self.error("the archive is empty (no tar data at all)"))
@@ -426,13 +434,10 @@ impl<V: Visitor> Scanner<V> {
             State::Header if self.header_len == 0 => Err(self.error(
                 "the tar stream ends without its end-of-archive marker (truncated archive)",
             )),
-            State::Header => {
-                Err(self.error("the tar stream ends inside a header (truncated archive)"))
-            }
-            State::Data { .. } => {
-                Err(self.error("the tar stream ends inside an entry's data (truncated archive)"))
-            }
-        }
+            State::Header => Err(self.error("the tar stream ends inside a header (truncated archive)")),
+            State::Data { .. } => Err(self.error("the tar stream ends inside an entry's data (truncated archive)")),
+        };
+        (result, self.visitor)
     }
 }
 
@@ -604,7 +609,8 @@ mod tests {
         for c in bytes.chunks(chunk) {
             s.feed(c)?;
         }
-        s.finish()
+        let (result, visitor) = s.finish();
+        result.map(|summary| (summary, visitor))
     }
 
     #[test]
@@ -650,6 +656,16 @@ mod tests {
         let end_marker = bytes.len() - 1024;
         for cut in (0..end_marker).step_by(97).chain([512, 1024, end_marker]) {
             assert!(scan_in_chunks(&bytes[..cut], 999).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn the_end_marker_is_two_whole_blocks() {
+        let bytes = archive(&[("./a", b"1")]);
+        assert!(scan_in_chunks(&bytes, 100).is_ok());
+        for cut in [1, 8, 511, 512, 513, 1023] {
+            let e = scan_in_chunks(&bytes[..bytes.len() - cut], 100).unwrap_err();
+            assert!(e.message.contains("truncated"), "cut {cut}: {e}");
         }
     }
 

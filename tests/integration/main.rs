@@ -9,3 +9,4 @@
 mod common;
 mod export;
 mod foundation;
+mod verify;

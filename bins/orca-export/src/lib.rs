@@ -477,7 +477,8 @@ pub fn stream_to(
     }
     interrupt::check()?;
     source.finish()?;
-    let (summary, ()) = scanner.finish().map_err(|e| {
+    let (summary, ()) = scanner.finish();
+    let summary = summary.map_err(|e| {
         err!(
             Failure,
             "the volume's stream from Docker ended early ({e}); is the Docker engine still running?"

@@ -1,0 +1,437 @@
+//! `orca-verify`: prove an archive is whole and is the one that was exported.
+//!
+//! Checks, in order: the file exists and is a regular file; its size (a warning
+//! below `min_size_warning_mb`); integrity (the whole stream decompressed, gzip
+//! with any number of members, zstd or plain tar, detected from the content,
+//! and every tar header parsed through the end-of-archive marker, with nothing
+//! but zero padding after it); the SHA-256 against the record's `sha256` and the
+//! `<archive>.sha256` file; content sanity (SQL Server `.mdf`/`.ldf` files).
+//! Restore and list use the same code through [`verify`].
+
+pub mod decode;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
+use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::tarscan::{Entry, EntryType, Visitor};
+use orca_shared::{fail, paths};
+use serde::Serialize;
+
+pub use decode::Format;
+
+/// Prove a backup archive is whole and is the one that was exported.
+///
+/// Reads "backup_path" and "sha256" from the record on stdin, or takes the
+/// archive as an argument. Adds "verified", "checks", "warnings", "entries",
+/// "uncompressed_bytes", "database_files" and "format" to the record. A failed
+/// check exits 6.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Archive to verify [default: the record's backup_path]
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: Option<PathBuf>,
+
+    /// Expected SHA-256 (hex) [default: the record's sha256 and <ARCHIVE>.sha256]
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+
+    /// Flags every orca tool has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl ToolArgs for Cli {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
+/// One check's outcome.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Check {
+    /// exists, size, integrity, checksum, content (and manifest when present).
+    pub name: &'static str,
+    /// False only when the check failed.
+    pub ok: bool,
+    /// pass, warn, fail or skipped.
+    pub status: &'static str,
+    /// What was found.
+    pub detail: String,
+}
+
+impl Check {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: true,
+            status: "pass",
+            detail: detail.into(),
+        }
+    }
+    fn warn(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: true,
+            status: "warn",
+            detail: detail.into(),
+        }
+    }
+    fn fail(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: false,
+            status: "fail",
+            detail: detail.into(),
+        }
+    }
+    fn skipped(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: true,
+            status: "skipped",
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What to compare against.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Warn below this many MiB.
+    pub min_size_mb: u64,
+    /// SHA-256 from the record or a flag.
+    pub expected_sha256: Option<String>,
+}
+
+/// The verification of one archive.
+#[derive(Debug)]
+pub struct Report<V> {
+    /// The archive.
+    pub path: PathBuf,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// Human-readable warnings.
+    pub warnings: Vec<String>,
+    /// All checks passed.
+    pub verified: bool,
+    /// Detected format.
+    pub format: Option<Format>,
+    /// SHA-256 of the file.
+    pub sha256: Option<String>,
+    /// Entries in the archive.
+    pub entries: u64,
+    /// Size of the tar stream.
+    pub uncompressed_bytes: u64,
+    /// Bytes of regular file data.
+    pub content_bytes: u64,
+    /// `.mdf` and `.ldf` files.
+    pub database_files: u64,
+    /// The caller's visitor after the scan.
+    pub visitor: V,
+}
+
+impl<V> Report<V> {
+    /// The first failed check, if any.
+    pub fn failure(&self) -> Option<&Check> {
+        self.checks.iter().find(|c| !c.ok)
+    }
+
+    /// The one-line failure message naming every failed check and the archive.
+    pub fn failure_message(&self) -> Option<String> {
+        let failed: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{} check: {}", c.name, c.detail))
+            .collect();
+        (!failed.is_empty()).then(|| {
+            format!(
+                "verification failed for {}: {}; do not rely on this backup",
+                self.path.display(),
+                failed.join("; ")
+            )
+        })
+    }
+}
+
+/// Counts database files, passing everything on to the caller's visitor.
+struct Counting<V> {
+    inner: V,
+    mdf: u64,
+    ldf: u64,
+}
+
+impl<V: Visitor> Visitor for Counting<V> {
+    fn entry(&mut self, e: &Entry) -> Result<(), String> {
+        if matches!(e.kind, EntryType::File | EntryType::HardLink) {
+            let lower = e.path.to_ascii_lowercase();
+            if lower.ends_with(b".mdf") {
+                self.mdf += 1;
+            } else if lower.ends_with(b".ldf") {
+                self.ldf += 1;
+            }
+        }
+        self.inner.entry(e)
+    }
+    fn data(&mut self, chunk: &[u8]) {
+        self.inner.data(chunk);
+    }
+    fn end_entry(&mut self) {
+        self.inner.end_entry();
+    }
+}
+
+/// `<archive>.sha256`.
+pub fn checksum_file(archive: &Path) -> PathBuf {
+    let mut s = archive.as_os_str().to_os_string();
+    s.push(".sha256");
+    PathBuf::from(s)
+}
+
+/// Run every check on `path`, scanning entries with `visitor` too.
+pub fn verify<V: Visitor + Send>(
+    path: &Path,
+    opts: &Options,
+    visitor: V,
+) -> anyhow::Result<Report<V>> {
+    let mut report = Report {
+        path: path.to_path_buf(),
+        checks: Vec::new(),
+        warnings: Vec::new(),
+        verified: false,
+        format: None,
+        sha256: None,
+        entries: 0,
+        uncompressed_bytes: 0,
+        content_bytes: 0,
+        database_files: 0,
+        visitor,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => {
+            report
+                .checks
+                .push(Check::fail("exists", "it is not a regular file"));
+            return Ok(skip_rest(report));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            report.checks.push(Check::fail("exists", "no such file"));
+            return Ok(skip_rest(report));
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    report.checks.push(Check::pass("exists", "regular file"));
+    let size = meta.len();
+    let min = opts.min_size_mb.saturating_mul(1 << 20);
+    if size < min {
+        let w = format!(
+            "{} is {} bytes, under {} MB (an empty SQL Server volume archives to about 50 MB)",
+            path.display(),
+            size,
+            opts.min_size_mb
+        );
+        report.checks.push(Check::warn(
+            "size",
+            format!("{size} bytes, under {} MB", opts.min_size_mb),
+        ));
+        report.warnings.push(w);
+    } else {
+        report
+            .checks
+            .push(Check::pass("size", format!("{size} bytes")));
+    }
+
+    let counting = Counting {
+        inner: report.visitor,
+        mdf: 0,
+        ldf: 0,
+    };
+    let decoded = decode::decode(path, counting)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let Counting { inner, mdf, ldf } = decoded.visitor;
+    report.visitor = inner;
+    report.format = decoded.format;
+    report.sha256 = Some(decoded.sha256.clone());
+    match &decoded.integrity {
+        Ok(summary) => {
+            report.entries = summary.entries;
+            report.uncompressed_bytes = summary.tar_bytes;
+            report.content_bytes = summary.content_bytes;
+            let fmt = decoded.format.map_or("tar", Format::as_str);
+            let members = if decoded.members > 0 {
+                format!(", {} gzip members", decoded.members)
+            } else {
+                String::new()
+            };
+            report.checks.push(Check::pass(
+                "integrity",
+                format!(
+                    "{fmt}{members}: {} entries, {} bytes of tar, end-of-archive marker present",
+                    summary.entries, summary.tar_bytes
+                ),
+            ));
+        }
+        Err(why) => report.checks.push(Check::fail("integrity", why.clone())),
+    }
+
+    report.checks.push(checksum_check(
+        path,
+        &decoded.sha256,
+        opts,
+        &mut report.warnings,
+    ));
+
+    report.database_files = mdf + ldf;
+    if decoded.integrity.is_err() {
+        report.checks.push(Check::skipped(
+            "content",
+            "the archive could not be read through",
+        ));
+    } else if mdf + ldf == 0 {
+        let w = format!(
+            "{} holds no .mdf or .ldf files: probably not a SQL Server data volume",
+            path.display()
+        );
+        report
+            .checks
+            .push(Check::warn("content", "no .mdf or .ldf files"));
+        report.warnings.push(w);
+    } else {
+        report.checks.push(Check::pass(
+            "content",
+            format!("{mdf} .mdf and {ldf} .ldf files"),
+        ));
+    }
+    report.verified = report.checks.iter().all(|c| c.ok);
+    Ok(report)
+}
+
+fn skip_rest<V>(mut report: Report<V>) -> Report<V> {
+    for name in ["size", "integrity", "checksum", "content"] {
+        report
+            .checks
+            .push(Check::skipped(name, "no archive to check"));
+    }
+    report.verified = false;
+    report
+}
+
+fn checksum_check(path: &Path, actual: &str, opts: &Options, warnings: &mut Vec<String>) -> Check {
+    let mut compared = Vec::new();
+    if let Some(expected) = &opts.expected_sha256 {
+        if !expected.eq_ignore_ascii_case(actual) {
+            return Check::fail(
+                "checksum",
+                format!("SHA-256 is {actual} but the record says {expected}"),
+            );
+        }
+        compared.push("the record");
+    }
+    let sidecar = checksum_file(path);
+    match std::fs::read_to_string(&sidecar) {
+        Ok(text) => {
+            let mut parts = text.split_whitespace();
+            let hash = parts.next().unwrap_or("");
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Check::fail(
+                    "checksum",
+                    format!("{} is not a sha256sum line", sidecar.display()),
+                );
+            }
+            if !hash.eq_ignore_ascii_case(actual) {
+                return Check::fail(
+                    "checksum",
+                    format!("SHA-256 is {actual} but {} says {hash}", sidecar.display()),
+                );
+            }
+            let named = parts.next().map(|n| n.trim_start_matches('*'));
+            let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if named.is_some_and(|n| n != file_name) {
+                warnings.push(format!(
+                    "{} names another file ({})",
+                    sidecar.display(),
+                    named.unwrap_or("")
+                ));
+            }
+            compared.push("the .sha256 file");
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Check::fail(
+                "checksum",
+                format!("cannot read {}: {e}", sidecar.display()),
+            );
+        }
+    }
+    if compared.is_empty() {
+        Check::skipped(
+            "checksum",
+            format!(
+                "SHA-256 {actual}; nothing to compare it with (no sha256 in the record, no .sha256 file)"
+            ),
+        )
+    } else {
+        Check::pass(
+            "checksum",
+            format!("SHA-256 {actual} matches {}", compared.join(" and ")),
+        )
+    }
+}
+
+/// Verify the archive and add the results to the record.
+pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let record_path = ctx.record.str("backup_path")?.map(PathBuf::from);
+    let path = match (&cli.archive, &record_path) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => fail!(
+            Usage,
+            "no archive to verify: pass its path (orca-verify ARCHIVE) or pipe a record with backup_path"
+        ),
+    };
+    paths::utf8(&path)?;
+    // The record's sha256 describes the record's archive only.
+    let record_sha = if record_path.as_deref() == Some(path.as_path()) {
+        ctx.record.str("sha256")?.map(String::from)
+    } else {
+        None
+    };
+    let opts = Options {
+        min_size_mb: ctx.config.min_size_warning_mb,
+        expected_sha256: cli.sha256.or(record_sha),
+    };
+    let report = verify(&path, &opts, ())?;
+    for w in &report.warnings {
+        ctx.warn(w);
+    }
+    let rec = &mut ctx.record;
+    if record_path.is_none() {
+        rec.set("backup_path", paths::utf8(&path)?);
+    }
+    rec.set("verified", report.verified);
+    rec.set("checks", &report.checks);
+    rec.set("warnings", &report.warnings);
+    rec.set("entries", report.entries);
+    rec.set("uncompressed_bytes", report.uncompressed_bytes);
+    rec.set("database_files", report.database_files);
+    rec.set("format", report.format.map(Format::as_str));
+    if rec.get("sha256").is_none()
+        && let Some(sha) = &report.sha256
+    {
+        rec.set("sha256", sha);
+    }
+    if let Some(msg) = report.failure_message() {
+        fail!(VerificationFailed, "{msg}");
+    }
+    ctx.note(format!(
+        "{} verified: {} entries, {} database files",
+        path.display(),
+        report.entries,
+        report.database_files
+    ));
+    Ok(())
+}
