@@ -9,4 +9,5 @@
 mod common;
 mod export;
 mod foundation;
+mod prune;
 mod verify;

@@ -1,0 +1,408 @@
+//! `orca-prune`: apply the retention policy to the backups directory.
+//!
+//! Backups are the regular files named `orca-db-*.tar.gz`, `*.tar.zst` or
+//! `*.tar` directly in the backups directory; each goes together with its
+//! sidecars (`.sha256`, `.json`). Nothing else is ever touched: not other files,
+//! not directories, not symbolic links (a link is not a backup, and its target
+//! may be anything). Temporary `*.incomplete` files older than an hour that no
+//! running export holds are removed too. The policy itself is [`policy`].
+//!
+//! Prune takes the backups directory's lock exclusively, so it never races an
+//! export; and it removes nothing when the incoming record says the backup just
+//! made failed.
+
+pub mod policy;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::fsutil::{self, DirLock};
+use orca_shared::names::{self, BackupFileName, Kind};
+use orca_shared::{ErrorKind, fail, paths};
+use serde::Serialize;
+
+use crate::policy::{Decision, Item, Policy};
+
+/// Apply the retention policy to the backups directory.
+///
+/// Keeps a timestamped backup when it is among the newest --max-count OR younger
+/// than --max-age-days; always keeps the newest, the one just made, and named
+/// backups (unless --include-named). Adds "pruned", "kept", "freed_bytes",
+/// "dry_run" (and "failed" when a file could not be deleted) to the record.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Keep the newest N timestamped backups; 0 turns the rule off [default: config retention.max_count, else 10]
+    #[arg(long, value_name = "N")]
+    pub max_count: Option<u64>,
+
+    /// Keep backups younger than N days; 0 turns the rule off [default: config retention.max_age_days, else 30]
+    #[arg(long, value_name = "N")]
+    pub max_age_days: Option<u64>,
+
+    /// Never prune named backups [default, unless config retention.keep_named is false]
+    #[arg(long, overrides_with = "include_named")]
+    pub keep_named: bool,
+
+    /// Judge named backups by their modification time, like timestamped ones
+    #[arg(long, overrides_with = "keep_named")]
+    pub include_named: bool,
+
+    /// Say what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Use this time as now (RFC 3339, e.g. 2026-06-30T12:00:00Z)
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+
+    /// Directory to prune [default: the record's backups_dir, else config backups_dir, else <base>/backups]
+    #[arg(long, value_name = "DIR")]
+    pub backups_dir: Option<PathBuf>,
+
+    /// Flags every orca tool has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl ToolArgs for Cli {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
+/// An entry of `pruned`, `kept` or `failed`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Outcome {
+    /// The archive (or temporary file).
+    pub path: String,
+    /// timestamped, named or incomplete.
+    pub kind: String,
+    /// The rule that decided.
+    pub reason: String,
+    /// Size of the archive itself.
+    pub size_bytes: u64,
+    /// Why it could not be deleted (only in `failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A backup found in the directory.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// The archive.
+    pub path: PathBuf,
+    /// Its file name.
+    pub name: String,
+    /// Timestamped or named.
+    pub kind: Kind,
+    /// The time the policy judges it by.
+    pub time: DateTime<Utc>,
+    /// Archive size.
+    pub size_bytes: u64,
+    /// Sidecar files that exist (regular files only).
+    pub sidecars: Vec<PathBuf>,
+}
+
+/// A temporary file left by an export.
+#[derive(Clone, Debug)]
+pub struct Incomplete {
+    /// The file.
+    pub path: PathBuf,
+    /// Last modified.
+    pub modified: DateTime<Utc>,
+    /// Size.
+    pub size_bytes: u64,
+}
+
+/// Everything of ours in a backups directory.
+#[derive(Clone, Debug, Default)]
+pub struct Scan {
+    /// Backups (archives).
+    pub backups: Vec<Found>,
+    /// Temporary files.
+    pub incomplete: Vec<Incomplete>,
+}
+
+fn mtime(meta: &fs::Metadata) -> DateTime<Utc> {
+    DateTime::<Utc>::from(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
+}
+
+/// List the backups in `dir` (regular files only; links and directories never count).
+pub fn scan(dir: &Path) -> anyhow::Result<Scan> {
+    let mut found = Scan::default();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(format!("cannot list {}", dir.display())));
+        }
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            anyhow::Error::from(e).context(format!("cannot list {}", dir.display()))
+        })?;
+        let Some(name) = entry.file_name().to_str().map(String::from) else {
+            continue; // not UTF-8: not a name we make
+        };
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        if names::is_incomplete(&name) {
+            found.incomplete.push(Incomplete {
+                path,
+                modified: mtime(&meta),
+                size_bytes: meta.len(),
+            });
+            continue;
+        }
+        let Some(parsed) = BackupFileName::parse(&name) else {
+            continue;
+        };
+        let time = match parsed.timestamp.and_then(names::local_instant) {
+            Some(t) => t.with_timezone(&Utc),
+            None => mtime(&meta),
+        };
+        let sidecars = names::SIDECAR_SUFFIXES
+            .iter()
+            .map(|s| dir.join(format!("{name}{s}")))
+            .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
+            .collect();
+        found.backups.push(Found {
+            kind: parsed.kind(),
+            path,
+            name,
+            time,
+            size_bytes: meta.len(),
+            sidecars,
+        });
+    }
+    found
+        .backups
+        .sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+    Ok(found)
+}
+
+/// Age after which an unlocked temporary file is considered abandoned.
+pub const INCOMPLETE_AGE_SECS: i64 = 3600;
+
+/// Apply the policy and add the results to the record.
+pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    if ctx.record.bool("verified")? == Some(false) {
+        fail!(
+            VerificationFailed,
+            "the backup just made failed verification, so nothing was pruned (older backups may be the only good ones)"
+        );
+    }
+    let retention = &ctx.config.retention;
+    let policy = Policy {
+        max_count: cli.max_count.unwrap_or(retention.max_count),
+        max_age_days: cli.max_age_days.unwrap_or(retention.max_age_days),
+        include_named: if cli.include_named {
+            true
+        } else if cli.keep_named {
+            false
+        } else {
+            !retention.keep_named
+        },
+    };
+    let now = match cli.now.as_deref() {
+        None => Utc::now(),
+        Some(s) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(e) => fail!(
+                Usage,
+                "--now {s:?} is not an RFC 3339 time ({e}); e.g. 2026-06-30T12:00:00Z"
+            ),
+        },
+    };
+    let dir = match cli.backups_dir {
+        Some(d) => d,
+        None => match ctx.record.str("backups_dir")? {
+            Some(d) => PathBuf::from(d),
+            None => ctx.config.backups_dir()?,
+        },
+    };
+    paths::utf8(&dir)?;
+    let just_made = ctx.record.str("backup_path")?.map(PathBuf::from);
+
+    let _lock = if dir.is_dir() {
+        Some(DirLock::exclusive(&dir, ctx.tool)?)
+    } else {
+        None
+    };
+    let found = scan(&dir)?;
+    let items: Vec<Item> = found
+        .backups
+        .iter()
+        .map(|b| Item {
+            name: b.name.clone(),
+            kind: b.kind,
+            time: b.time,
+            protected: just_made.as_deref().is_some_and(|p| same_file(p, &b.path)),
+        })
+        .collect();
+    let decisions = policy::decide(&items, policy, now);
+
+    let mut kept = Vec::new();
+    let mut pruned = Vec::new();
+    let mut failed = Vec::new();
+    let mut freed: u64 = 0;
+    for (b, d) in found.backups.iter().zip(&decisions) {
+        let outcome = Outcome {
+            path: paths::utf8(&b.path)?.to_string(),
+            kind: b.kind.as_str().to_string(),
+            reason: d.reason().to_string(),
+            size_bytes: b.size_bytes,
+            error: None,
+        };
+        match d {
+            Decision::Keep(_) => kept.push(outcome),
+            Decision::Prune(_) if cli.dry_run => {
+                freed += b.size_bytes + sidecar_bytes(&b.sidecars);
+                pruned.push(outcome);
+            }
+            Decision::Prune(_) => match remove_backup(b) {
+                Ok(bytes) => {
+                    freed += bytes;
+                    pruned.push(outcome);
+                }
+                Err(e) => failed.push((
+                    Outcome {
+                        error: Some(format!("{e}")),
+                        ..outcome
+                    },
+                    e,
+                )),
+            },
+        }
+    }
+    for t in &found.incomplete {
+        let age = (now - t.modified).num_seconds();
+        let outcome = Outcome {
+            path: paths::utf8(&t.path)?.to_string(),
+            kind: "incomplete".into(),
+            reason: String::new(),
+            size_bytes: t.size_bytes,
+            error: None,
+        };
+        if age < INCOMPLETE_AGE_SECS || fsutil::is_locked_by_writer(&t.path) {
+            let reason = if age < INCOMPLETE_AGE_SECS {
+                "incomplete, less than an hour old (an export may be writing it)"
+            } else {
+                "incomplete, being written by a running export"
+            };
+            kept.push(Outcome {
+                reason: reason.into(),
+                ..outcome
+            });
+            continue;
+        }
+        let outcome = Outcome {
+            reason: "incomplete, abandoned more than an hour ago".into(),
+            ..outcome
+        };
+        if cli.dry_run {
+            freed += t.size_bytes;
+            pruned.push(outcome);
+            continue;
+        }
+        match fs::remove_file(&t.path) {
+            Ok(()) => {
+                freed += t.size_bytes;
+                pruned.push(outcome);
+            }
+            Err(e) => failed.push((
+                Outcome {
+                    error: Some(e.to_string()),
+                    ..outcome
+                },
+                e,
+            )),
+        }
+    }
+    if !cli.dry_run && !pruned.is_empty() {
+        fsutil::sync_dir(&dir)?;
+    }
+
+    let rec = &mut ctx.record;
+    rec.set("backups_dir", paths::utf8(&dir)?);
+    rec.set("dry_run", cli.dry_run);
+    rec.set("pruned", &pruned);
+    rec.set("kept", &kept);
+    rec.set("freed_bytes", freed);
+    let verb = if cli.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    ctx.note(format!(
+        "{verb} {} backup file(s), freeing {}; kept {}",
+        pruned.len(),
+        orca_shared::progress::seed_size(freed),
+        kept.len()
+    ));
+    if !failed.is_empty() {
+        let all_denied = failed
+            .iter()
+            .all(|(_, e)| orca_shared::exit::io_kind(e) == Some(ErrorKind::PermissionDenied));
+        let first = &failed[0].0;
+        let outcomes: Vec<&Outcome> = failed.iter().map(|(o, _)| o).collect();
+        ctx.record.set("failed", &outcomes);
+        let msg = format!(
+            "could not delete {} file(s) the policy removes, first {}: {}; the rest of the policy was applied (check the file's permissions and attributes, e.g. chattr -i)",
+            failed.len(),
+            first.path,
+            first.error.as_deref().unwrap_or("")
+        );
+        return Err(orca_shared::OrcaError::new(
+            if all_denied {
+                ErrorKind::PermissionDenied
+            } else {
+                ErrorKind::Failure
+            },
+            msg,
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn sidecar_bytes(sidecars: &[PathBuf]) -> u64 {
+    sidecars
+        .iter()
+        .filter_map(|p| fs::symlink_metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Remove the archive, then its sidecars; the archive first so that a failure
+/// never leaves an archive without its checksum.
+fn remove_backup(b: &Found) -> std::io::Result<u64> {
+    fs::remove_file(&b.path)?;
+    let mut freed = b.size_bytes;
+    for s in &b.sidecars {
+        let size = fs::symlink_metadata(s).map(|m| m.len()).unwrap_or(0);
+        match fs::remove_file(s) {
+            Ok(()) => freed += size,
+            // The archive is gone; a sidecar left behind is harmless and visible.
+            Err(e) => eprintln!("orca-prune: warning: cannot delete {}: {e}", s.display()),
+        }
+    }
+    Ok(freed)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
