@@ -360,6 +360,56 @@ impl HelperContainer {
         Ok(HelperContainer { id, removed: false })
     }
 
+    /// Create a container that runs `script` with `/bin/sh` as root, with
+    /// `volume` mounted writable at [`MOUNT_PATH`]; start it with
+    /// [`HelperContainer::run_attached`]. Only for images that have a shell.
+    pub fn create_shell(
+        image: &str,
+        volume: &str,
+        script: &str,
+    ) -> anyhow::Result<HelperContainer> {
+        let mount = format!("type=volume,source={volume},target={MOUNT_PATH}");
+        let label = format!("{HELPER_LABEL}=true");
+        let pid_label = format!("{HELPER_PID_LABEL}={}", std::process::id());
+        let out = run(&[
+            "create",
+            "--label",
+            &label,
+            "--label",
+            &pid_label,
+            "--network",
+            "none",
+            "--user",
+            "0:0",
+            "--mount",
+            &mount,
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            script,
+        ])
+        .with_context(|| format!("cannot create a helper container from image '{image}'"))?;
+        Ok(HelperContainer {
+            id: out.trim().to_string(),
+            removed: false,
+        })
+    }
+
+    /// Start the container and wait for it; Ok(exit code, output).
+    pub fn run_attached(&self) -> anyhow::Result<(i32, String)> {
+        let out = command(&["start", "--attach", &self.id])
+            .stdin_null()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .run()
+            .map_err(|e| spawn_error(&e))?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
+
     /// The container id.
     pub fn id(&self) -> &str {
         &self.id

@@ -29,7 +29,7 @@ enum Source {
     Socket {
         stream: std::os::unix::net::UnixStream,
         prefix: io::Cursor<Vec<u8>>,
-        _hook: HookGuard,
+        _hook: Option<HookGuard>,
     },
     Cli {
         reader: os_pipe::PipeReader,
@@ -39,7 +39,18 @@ enum Source {
 
 impl ArchiveStream {
     /// Start streaming `path` of `container` (a created helper container).
+    /// An interrupt stops it.
     pub fn open(container: &str, path: &str) -> anyhow::Result<ArchiveStream> {
+        Self::open_with(container, path, true)
+    }
+
+    /// Like [`ArchiveStream::open`]; `interruptible: false` for cleanup work
+    /// (a rollback) that must finish even after Ctrl-C.
+    pub fn open_with(
+        container: &str,
+        path: &str,
+        interruptible: bool,
+    ) -> anyhow::Result<ArchiveStream> {
         let args = vec![
             "cp".to_string(),
             format!("{container}:{path}"),
@@ -52,8 +63,10 @@ impl ArchiveStream {
                     let shutdown = stream
                         .try_clone()
                         .context("cannot clone the Docker socket")?;
-                    let hook = interrupt::on_interrupt(move || {
-                        let _ = shutdown.shutdown(std::net::Shutdown::Both);
+                    let hook = interruptible.then(|| {
+                        interrupt::on_interrupt(move || {
+                            let _ = shutdown.shutdown(std::net::Shutdown::Both);
+                        })
                     });
                     return Ok(ArchiveStream {
                         source: Source::Socket {
@@ -80,7 +93,7 @@ impl ArchiveStream {
         Ok(ArchiveStream {
             source: Source::Cli {
                 reader,
-                child: ChildGuard::new(handle),
+                child: ChildGuard::with(handle, interruptible),
             },
             args,
         })
@@ -113,10 +126,12 @@ impl ArchiveStream {
             Source::Cli { reader, child } => {
                 drop(reader);
                 let out = child.handle().wait().context("cannot wait for docker cp")?;
-                interrupt::check()?;
                 if out.status.success() {
                     Ok(())
                 } else {
+                    if child.interruptible() {
+                        interrupt::check()?;
+                    }
                     let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
                     Err(docker::classify(
                         &args,
@@ -264,8 +279,9 @@ pub struct ExtractSink {
 }
 
 impl ExtractSink {
-    /// Start extracting into `path` of `container`.
-    pub fn open(container: &str, path: &str) -> anyhow::Result<ExtractSink> {
+    /// Start extracting into `path` of `container`; `interruptible: false`
+    /// for a rollback that must finish even after Ctrl-C.
+    pub fn open(container: &str, path: &str, interruptible: bool) -> anyhow::Result<ExtractSink> {
         let args = vec![
             "cp".to_string(),
             "-".to_string(),
@@ -282,7 +298,7 @@ impl ExtractSink {
             .map_err(|e| docker::spawn_error(&e))?;
         Ok(ExtractSink {
             writer: Some(writer),
-            child: ChildGuard::new(handle),
+            child: ChildGuard::with(handle, interruptible),
             args,
         })
     }
@@ -302,10 +318,12 @@ impl ExtractSink {
             .handle()
             .wait()
             .context("cannot wait for docker cp")?;
-        interrupt::check()?;
         if out.status.success() {
             Ok(())
         } else {
+            if self.child.interruptible() {
+                interrupt::check()?;
+            }
             let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
             Err(docker::classify(
                 &args,

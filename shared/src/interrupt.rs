@@ -87,23 +87,33 @@ pub fn on_interrupt(hook: impl Fn() + Send + Sync + 'static) -> HookGuard {
 /// Keeps a child registered for killing on interrupt until dropped.
 pub struct ChildGuard {
     handle: Arc<duct::Handle>,
-    _hook: HookGuard,
+    hook: Option<HookGuard>,
 }
 
 impl ChildGuard {
     /// Register `handle`; if an interrupt already arrived, kill it right away.
     pub fn new(handle: duct::Handle) -> Self {
+        Self::with(handle, true)
+    }
+
+    /// `interruptible: false` leaves the child alone on Ctrl-C (cleanup work
+    /// that must finish); it is still killed if its guard goes early.
+    pub fn with(handle: duct::Handle, interruptible: bool) -> Self {
         let handle = Arc::new(handle);
         let weak = Arc::downgrade(&handle);
-        let hook = on_interrupt(move || {
-            if let Some(h) = weak.upgrade() {
-                let _ = h.kill();
-            }
+        let hook = interruptible.then(|| {
+            on_interrupt(move || {
+                if let Some(h) = weak.upgrade() {
+                    let _ = h.kill();
+                }
+            })
         });
-        ChildGuard {
-            handle,
-            _hook: hook,
-        }
+        ChildGuard { handle, hook }
+    }
+
+    /// Whether an interrupt stops this child.
+    pub fn interruptible(&self) -> bool {
+        self.hook.is_some()
     }
 
     /// The child.

@@ -635,6 +635,7 @@ fn a_configured_helper_image_must_exist_locally() {
 }
 
 /// Where the export tests put archives for other modules.
+#[allow(dead_code)]
 pub fn export_archive(env: &Env, vol: &str, name: &str) -> PathBuf {
     let out = env.backups().join(name);
     export_to(env, vol, &out, &[]);

@@ -10,4 +10,5 @@ mod common;
 mod export;
 mod foundation;
 mod prune;
+mod restore;
 mod verify;

@@ -10,7 +10,7 @@
 //! last member fail.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread;
@@ -94,12 +94,24 @@ pub struct Decoded<V> {
     pub integrity: Result<Summary, String>,
     /// The visitor, after the scan.
     pub visitor: V,
+    /// Why the tap stopped taking bytes, if it did (then `integrity` is an error too).
+    pub tap_error: Option<io::Error>,
 }
 
 /// Read `path` through: hash it, decompress it, scan the tar with `visitor`.
 /// I/O errors opening or reading the file are returned as `Err`; a damaged
 /// archive is an `Ok` with `integrity: Err(why)`.
-pub fn decode<V: Visitor + Send>(path: &Path, visitor: V) -> io::Result<Decoded<V>> {
+pub fn decode<V: Visitor>(path: &Path, visitor: V) -> io::Result<Decoded<V>> {
+    decode_tee(path, visitor, None)
+}
+
+/// Like [`decode`], also writing the decompressed tar stream to `tap` (as it
+/// is verified, so a damaged archive stops the tap where the damage starts).
+pub fn decode_tee<V: Visitor>(
+    path: &Path,
+    visitor: V,
+    tap: Option<&mut dyn Write>,
+) -> io::Result<Decoded<V>> {
     let mut file = File::open(path)?;
     let (tx, rx) = sync_channel::<Vec<u8>>(4);
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(6);
@@ -138,7 +150,22 @@ pub fn decode<V: Visitor + Send>(path: &Path, visitor: V) -> io::Result<Decoded<
             Ok((hex(&hasher.finalize()), total))
         });
         let mut chunks = Chunks { rx, free: free_tx };
-        let (format, members, integrity, visitor) = decode_stream(&mut chunks, visitor);
+        let mut sink = Sink {
+            scanner: Scanner::new(visitor),
+            tap,
+            tap_error: None,
+        };
+        let (format, members, integrity) = decode_stream(&mut chunks, &mut sink);
+        let Sink {
+            scanner, tap_error, ..
+        } = sink;
+        let (scanned, visitor) = scanner.finish();
+        // A decompression error is the cause of whatever the tar scan says then.
+        let integrity = match (integrity, scanned) {
+            (Err(why), _) => Err(why),
+            (Ok(()), Err(e)) => Err(e.to_string()),
+            (Ok(()), Ok(summary)) => Ok(summary),
+        };
         drop(chunks);
         let (sha256, file_bytes) = reader
             .join()
@@ -150,8 +177,31 @@ pub fn decode<V: Visitor + Send>(path: &Path, visitor: V) -> io::Result<Decoded<
             members,
             integrity,
             visitor,
+            tap_error,
         })
     })
+}
+
+/// Where decompressed bytes go: the optional tap, then the tar scanner.
+struct Sink<'t, V: Visitor> {
+    scanner: Scanner<V>,
+    tap: Option<&'t mut dyn Write>,
+    tap_error: Option<io::Error>,
+}
+
+impl<V: Visitor> Sink<'_, V> {
+    fn feed(&mut self, data: &[u8]) -> Result<(), String> {
+        // Scan first: a damaged stretch must not reach the tap.
+        self.scanner.feed(data).map_err(|e| e.to_string())?;
+        if let Some(tap) = self.tap.as_mut()
+            && let Err(e) = tap.write_all(data)
+        {
+            let msg = format!("the extraction stopped taking data ({e})");
+            self.tap_error = Some(e);
+            return Err(msg);
+        }
+        Ok(())
+    }
 }
 
 fn hex(d: &[u8]) -> String {
@@ -215,12 +265,10 @@ impl Read for ChunkReader<'_> {
 
 fn decode_stream<V: Visitor>(
     chunks: &mut Chunks,
-    visitor: V,
-) -> (Option<Format>, u64, Result<Summary, String>, V) {
-    let mut scanner = Scanner::new(visitor);
+    sink: &mut Sink<'_, V>,
+) -> (Option<Format>, u64, Result<(), String>) {
     let Some(first) = chunks.next() else {
-        let (_, visitor) = scanner.finish();
-        return (None, 0, Err("the file is empty".into()), visitor);
+        return (None, 0, Err("the file is empty".into()));
     };
     let format = Format::detect(&first);
     let (members, result) = match format {
@@ -228,7 +276,7 @@ fn decode_stream<V: Visitor>(
             0,
             Err("not a gzip, zstd or tar archive (unrecognized first bytes)".to_string()),
         ),
-        Some(Format::Gzip) => gzip(first, chunks, &mut scanner),
+        Some(Format::Gzip) => gzip(first, chunks, sink),
         Some(Format::Zstd) => {
             let reader = ChunkReader {
                 chunks,
@@ -236,7 +284,7 @@ fn decode_stream<V: Visitor>(
                 pos: 0,
             };
             match zstd::stream::read::Decoder::new(reader) {
-                Ok(d) => (0, pump(d, &mut scanner, "zstd")),
+                Ok(d) => (0, pump(d, sink, "zstd")),
                 Err(e) => (0, Err(format!("zstd: {e}"))),
             }
         }
@@ -246,21 +294,14 @@ fn decode_stream<V: Visitor>(
                 current: first,
                 pos: 0,
             };
-            (0, pump(reader, &mut scanner, "tar"))
+            (0, pump(reader, sink, "tar"))
         }
     };
-    let (scanned, visitor) = scanner.finish();
-    // A decompression error is the cause of whatever the tar scan says then.
-    let integrity = match (result, scanned) {
-        (Err(why), _) => Err(why),
-        (Ok(()), Err(e)) => Err(e.to_string()),
-        (Ok(()), Ok(summary)) => Ok(summary),
-    };
-    (format, members, integrity, visitor)
+    (format, members, result)
 }
 
 /// Decompress everything `r` yields into the scanner.
-fn pump<V: Visitor>(mut r: impl Read, scanner: &mut Scanner<V>, what: &str) -> Result<(), String> {
+fn pump<V: Visitor>(mut r: impl Read, scanner: &mut Sink<'_, V>, what: &str) -> Result<(), String> {
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match r.read(&mut buf) {
@@ -274,7 +315,7 @@ fn pump<V: Visitor>(mut r: impl Read, scanner: &mut Scanner<V>, what: &str) -> R
             }
             Err(e) => return Err(format!("{what} stream is damaged: {e}")),
         };
-        scanner.feed(&buf[..n]).map_err(|e| e.to_string())?;
+        scanner.feed(&buf[..n])?;
     }
 }
 
@@ -283,7 +324,7 @@ fn pump<V: Visitor>(mut r: impl Read, scanner: &mut Scanner<V>, what: &str) -> R
 fn gzip<V: Visitor>(
     first: Vec<u8>,
     chunks: &mut Chunks,
-    scanner: &mut Scanner<V>,
+    scanner: &mut Sink<'_, V>,
 ) -> (u64, Result<(), String>) {
     let mut buf = first;
     let mut pos = 0usize;
@@ -323,7 +364,7 @@ fn gzip<V: Visitor>(
                             }
                         }
                         if let Err(e) = scanner.feed(&out) {
-                            return (members, Err(e.to_string()));
+                            return (members, Err(e));
                         }
                         members += 1;
                         pos += msize;

@@ -1,0 +1,224 @@
+//! What restore does to a volume, all through Docker (no host bind mount, no
+//! image pull): empty it, extract an archive into it, read it back.
+//!
+//! Extraction goes through `docker cp - CONTAINER:/volume` into a created,
+//! never-started helper container. Docker ignores a tar's `./` entry, so the
+//! volume root's owner and mode are applied afterwards with a one-entry archive
+//! (`volume/`) extracted at `/`, which lands on the mount point itself.
+//!
+//! Emptying has no archive-API equivalent, so it takes one of two ways:
+//! - a volume no container references, on the `local` driver without a bind
+//!   device, is removed and created again with the same driver options and
+//!   labels (no image needed);
+//! - otherwise a helper container runs `rm -rf` as root from an image that has
+//!   a shell: `helper_image` from config, else the image of a container that
+//!   uses the volume (SQL Server's image when Orca is installed).
+
+use std::path::Path;
+
+use anyhow::Context;
+use orca_shared::docker::{self, HelperContainer, VolumeInfo};
+use orca_shared::dockerstream::{ArchiveStream, ExtractSink};
+use orca_shared::tarscan::Scanner;
+use orca_shared::{err, fail};
+
+use crate::tree::{Node, Tree, TreeBuilder};
+
+/// The shell script that empties a volume mounted at /volume.
+const WIPE: &str = "cd /volume && rm -rf -- ./* ./.[!.]* ./..?* && [ -z \"$(ls -A /volume)\" ]";
+
+/// Whether removing and re-creating the volume really empties it.
+pub fn can_recreate(info: &VolumeInfo, used_by_containers: bool) -> bool {
+    let bind = info.options.get("o").is_some_and(|o| o.contains("bind"))
+        || info.options.contains_key("device");
+    info.driver == "local" && !bind && !used_by_containers
+}
+
+/// How the volume will be emptied, for plans and reports.
+pub fn strategy(info: &VolumeInfo, used_by_containers: bool) -> &'static str {
+    if can_recreate(info, used_by_containers) {
+        "re-create the volume (same driver options and labels)"
+    } else {
+        "remove its contents from a helper container"
+    }
+}
+
+/// Create a volume with `info`'s driver, options and labels (plus `extra_labels`).
+pub fn create(info: &VolumeInfo, extra_labels: &[(String, String)]) -> anyhow::Result<()> {
+    let mut args: Vec<String> = vec!["volume".into(), "create".into()];
+    if !info.driver.is_empty() {
+        args.extend(["--driver".into(), info.driver.clone()]);
+    }
+    for (k, v) in &info.options {
+        args.extend(["--opt".into(), format!("{k}={v}")]);
+    }
+    for (k, v) in info
+        .labels
+        .iter()
+        .chain(extra_labels.iter().map(|(k, v)| (k, v)))
+    {
+        args.extend(["--label".into(), format!("{k}={v}")]);
+    }
+    args.push(info.name.clone());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker::run(&refs).with_context(|| format!("cannot create volume '{}'", info.name))?;
+    Ok(())
+}
+
+/// Empty the volume; `shell_images` are tried in order when it cannot be
+/// re-created. `touched` turns true as soon as anything may have been removed.
+pub fn empty(info: &VolumeInfo, shell_images: &[String], touched: &mut bool) -> anyhow::Result<()> {
+    let users = docker::containers_using(&info.name)?;
+    if can_recreate(info, !users.is_empty()) {
+        match docker::run(&["volume", "rm", &info.name]) {
+            Ok(_) => {
+                *touched = true;
+                return create(info, &[]);
+            }
+            // Someone started using it meanwhile: fall back to wiping.
+            Err(e) if e.to_string().contains("in use") => {}
+            Err(e) => return Err(e).context(format!("cannot re-create volume '{}'", info.name)),
+        }
+    }
+    let mut tried = Vec::new();
+    for image in shell_images {
+        let helper = HelperContainer::create_shell(image, &info.name, WIPE)?;
+        let (code, output) = helper.run_attached()?;
+        helper.remove()?;
+        if code == 0 {
+            *touched = true;
+            return Ok(());
+        }
+        // An image without /bin/sh never starts: nothing was removed.
+        let never_ran =
+            output.contains("OCI runtime") || output.contains("executable file not found");
+        if !never_ran {
+            *touched = true;
+        }
+        tried.push(format!(
+            "{image} (exit {code}: {})",
+            orca_shared::exit::one_line(&output)
+        ));
+    }
+    if tried.is_empty() {
+        fail!(
+            Failure,
+            "cannot empty volume '{}': containers use it and no image with a shell is known (set helper_image in config to a local image with /bin/sh, e.g. SQL Server's)",
+            info.name
+        );
+    }
+    fail!(
+        Failure,
+        "cannot empty volume '{}': {} (set helper_image in config to a local image with /bin/sh)",
+        info.name,
+        tried.join("; ")
+    )
+}
+
+/// Extract `archive` into the volume, checking it again as it streams.
+/// Returns the archive's tree and SHA-256 as read this time.
+pub fn extract(
+    volume: &str,
+    image: &str,
+    archive: &Path,
+    interruptible: bool,
+) -> anyhow::Result<(Tree, String)> {
+    let helper = HelperContainer::create(image, volume, true)?;
+    let mut sink = ExtractSink::open(helper.id(), docker::MOUNT_PATH, interruptible)?;
+    let decoded = orca_verify::decode::decode_tee(archive, TreeBuilder::default(), Some(&mut sink))
+        .with_context(|| format!("cannot read {}", archive.display()))?;
+    if decoded.tap_error.is_some() {
+        return Err(sink.failure()).context(format!("extracting into volume '{volume}' failed"));
+    }
+    if let Err(why) = decoded.integrity {
+        sink.abort();
+        fail!(
+            VerificationFailed,
+            "{} became unreadable during the restore: {why}",
+            archive.display()
+        );
+    }
+    sink.finish()
+        .with_context(|| format!("extracting into volume '{volume}' failed"))?;
+    let tree = decoded.visitor.finish();
+    if let Some(root) = tree.nodes.get(&b"."[..]) {
+        apply_root(&helper, root, interruptible)?;
+    }
+    helper.remove()?;
+    Ok((tree, decoded.sha256))
+}
+
+/// Give the volume root the archive's `./` owner, mode and time.
+fn apply_root(helper: &HelperContainer, root: &Node, interruptible: bool) -> anyhow::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_path("volume/")
+        .map_err(|e| err!(Failure, "tar header: {e}"))?;
+    h.set_mode(root.mode);
+    h.set_uid(root.uid);
+    h.set_gid(root.gid);
+    h.set_mtime(root.mtime.max(0) as u64);
+    h.set_size(0);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, std::io::empty())
+        .map_err(|e| err!(Failure, "tar: {e}"))?;
+    let bytes = b.into_inner().map_err(|e| err!(Failure, "tar: {e}"))?;
+    let mut sink = ExtractSink::open(helper.id(), "/", interruptible)?;
+    use std::io::Write;
+    if sink.write_all(&bytes).is_err() {
+        return Err(sink.failure()).context("cannot set the owner and mode of the volume root");
+    }
+    sink.finish()
+        .context("cannot set the owner and mode of the volume root")
+}
+
+/// Read the volume back as a tree.
+pub fn read_back(volume: &str, image: &str, interruptible: bool) -> anyhow::Result<Tree> {
+    let helper = HelperContainer::create(image, volume, false)?;
+    let mut stream = ArchiveStream::open_with(
+        helper.id(),
+        &format!("{}/.", docker::MOUNT_PATH),
+        interruptible,
+    )?;
+    let mut scanner = Scanner::new(TreeBuilder::default());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n =
+            orca_export::read_full(&mut stream, &mut buf).context("cannot read the volume back")?;
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = scanner.feed(&buf[..n]) {
+            stream.abort();
+            fail!(Failure, "reading volume '{volume}' back failed: {e}");
+        }
+    }
+    stream.finish()?;
+    let (result, builder) = scanner.finish();
+    result.map_err(|e| err!(Failure, "reading volume '{volume}' back failed: {e}"))?;
+    helper.remove()?;
+    Ok(builder.finish())
+}
+
+/// Compare what is in the volume with what the archive says.
+pub fn compare(got: &Tree, want: &Tree) -> anyhow::Result<()> {
+    let mut want = want.clone();
+    let mut got = got.clone();
+    if !want.nodes.contains_key(&b"."[..]) {
+        // The archive says nothing about the root: nothing to hold it to.
+        got.nodes.remove(&b"."[..]);
+    }
+    want.groups.retain(|g| g.len() > 1);
+    got.groups.retain(|g| g.len() > 1);
+    let diffs = got.differences(&want, 5);
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        fail!(
+            Failure,
+            "the restored volume does not match the archive: {}",
+            diffs.join("; ")
+        )
+    }
+}
