@@ -45,6 +45,9 @@ pub struct Ctx {
     pub config: Config,
     /// Where the configuration came from.
     pub loaded: Loaded,
+    /// Text to print on stdout instead of the JSON record (orca-list's
+    /// `--format table`, the one non-JSON stdout, on request).
+    pub stdout_text: Option<String>,
 }
 
 impl Ctx {
@@ -103,8 +106,12 @@ pub fn main<A: ToolArgs>(
         source,
         config: loaded.config.clone(),
         loaded,
+        stdout_text: None,
     };
     let outcome = run(args, &mut ctx).and_then(|()| interrupt::check());
+    if let Some(text) = ctx.stdout_text.take() {
+        return text_outcome(tool, &text, outcome);
+    }
     match outcome {
         Ok(()) => {
             ctx.record.set_success();
@@ -117,6 +124,20 @@ pub fn main<A: ToolArgs>(
             }
         }
         Err(e) => fail(tool, ctx.record, &e),
+    }
+}
+
+fn text_outcome(tool: &str, text: &str, outcome: anyhow::Result<()>) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let kind = exit::kind_of(&e);
+            eprintln!("{tool}: {}", exit::message_of(&e, kind));
+            ExitCode::from(kind.exit_code())
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! what two or more tools need lives here.
 
 pub mod app;
+pub mod catalog;
 pub mod config;
 pub mod discover;
 pub mod docker;
@@ -13,6 +14,7 @@ pub mod dockerstream;
 pub mod exit;
 pub mod fsutil;
 pub mod interrupt;
+pub mod manifest;
 pub mod names;
 pub mod paths;
 pub mod progress;

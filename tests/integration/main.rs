@@ -6,6 +6,7 @@
 //! a loud notice otherwise. Each test has its own ORCA_HOME and uniquely named
 //! volumes and containers, removed even when it fails.
 
+mod catalog;
 mod common;
 mod export;
 mod foundation;

@@ -136,7 +136,14 @@ fn valid_archives_pass_in_every_format_and_from_todays_method() {
             .collect();
         assert_eq!(
             checks,
-            ["exists", "size", "integrity", "checksum", "content"]
+            [
+                "exists",
+                "size",
+                "integrity",
+                "checksum",
+                "content",
+                "manifest"
+            ]
         );
     }
     // Our archives are checked against their .sha256; today's have none: reported, not failed.

@@ -28,6 +28,7 @@ use orca_shared::docker::{self, ContainerRef, HelperContainer, StoppedContainers
 use orca_shared::dockerstream::ArchiveStream;
 use orca_shared::fsutil::{self, AtomicFile, DirLock};
 use orca_shared::interrupt;
+use orca_shared::manifest::{ContainerAtBackup, Manifest};
 use orca_shared::names::{self, Compression};
 use orca_shared::progress::{self, Progress};
 use orca_shared::tarscan::{Scanner, Summary};
@@ -70,6 +71,14 @@ pub struct Cli {
     #[arg(long)]
     pub stop: bool,
 
+    /// A description to keep in the backup's manifest
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+
+    /// A tag to find the backup by (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
     /// Flags every orca tool has.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -104,6 +113,10 @@ pub struct ExportOptions {
     pub backups_dir: Option<PathBuf>,
     /// The tool name, for messages.
     pub tool: &'static str,
+    /// Description for the manifest.
+    pub description: Option<String>,
+    /// Tags for the manifest.
+    pub tags: Vec<String>,
 }
 
 /// What an export did.
@@ -133,6 +146,8 @@ pub struct ExportReport {
     pub created_at: DateTime<Utc>,
     /// The checksum file written beside the archive.
     pub checksum_path: PathBuf,
+    /// The manifest written beside the archive.
+    pub manifest_path: PathBuf,
 }
 
 /// Export the volume and add the results to the record.
@@ -187,6 +202,25 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         fail!(Usage, "--level: {why}");
     }
     let overwrite = cli.overwrite || ctx.record.bool("overwrite")?.unwrap_or(false);
+    let description = match cli.description {
+        Some(d) => Some(d),
+        None => ctx.record.str("description")?.map(String::from),
+    };
+    let description = description
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty());
+    if description
+        .as_deref()
+        .is_some_and(|d| d.chars().any(|c| c.is_control() && c != '\n'))
+    {
+        fail!(Usage, "--description must not contain control characters");
+    }
+    let tags = if cli.tags.is_empty() {
+        record_tags(ctx)?
+    } else {
+        cli.tags
+    };
+    let tags = clean_tags(tags)?;
     let opts = ExportOptions {
         volume,
         output,
@@ -198,6 +232,8 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         helper_image: ctx.config.helper_image.clone(),
         backups_dir: Some(backups_dir),
         tool: ctx.tool,
+        description,
+        tags,
     };
     let report = export(&opts)?;
     let rec = &mut ctx.record;
@@ -224,6 +260,11 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     rec.set("in_use_by", &report.in_use_by);
     rec.set("stopped_containers", &report.stopped_containers);
     rec.set("consistent", report.consistent);
+    rec.set("manifest_path", paths::utf8(&report.manifest_path)?);
+    if let Some(d) = &opts.description {
+        rec.set("description", d);
+    }
+    rec.set("tags", &opts.tags);
     ctx.note(format!(
         "wrote {} ({}, {} entries) in {:.1} s",
         opts.output.display(),
@@ -232,6 +273,44 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         report.duration_ms as f64 / 1000.0
     ));
     Ok(())
+}
+
+fn record_tags(ctx: &Ctx) -> anyhow::Result<Vec<String>> {
+    match ctx.record.get("tags") {
+        None => Ok(Vec::new()),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| match v.as_str() {
+                Some(s) => Ok(s.to_string()),
+                None => fail!(
+                    Usage,
+                    "field 'tags' of the stdin record must be a list of strings"
+                ),
+            })
+            .collect(),
+        Some(_) => fail!(
+            Usage,
+            "field 'tags' of the stdin record must be a list of strings"
+        ),
+    }
+}
+
+/// Tags: trimmed, non-empty, printable, at most 64 characters, no duplicates.
+pub fn clean_tags(tags: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for t in tags {
+        let t = t.trim().to_string();
+        if t.is_empty() || t.chars().count() > 64 || t.chars().any(char::is_control) {
+            fail!(
+                Usage,
+                "tag {t:?} is not usable: give 1-64 printable characters"
+            );
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }
 
 /// The archive name must end in the compression's extension.
@@ -256,6 +335,7 @@ pub fn check_extension(output: &Path, compression: Compression) -> anyhow::Resul
 pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let started = Instant::now();
     let created_at = Utc::now();
+    let docker_version = docker::server_version().unwrap_or_default();
     let volume_info = docker::require_volume(&opts.volume)?;
     let in_use_by = docker::containers_using(&opts.volume)?;
     if !opts.overwrite && opts.output.symlink_metadata().is_ok() {
@@ -329,8 +409,45 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         .file()
         .write_all(checksum_line.as_bytes())
         .with_context(|| format!("cannot write {}", checksum.temp_path().display()))?;
+    let manifest_path = orca_shared::manifest::path_for(&opts.output);
+    let kind = names::BackupFileName::parse(file_name).map_or(names::Kind::Named, |b| b.kind());
+    let stopped_ids: Vec<&str> = stopped_containers.iter().map(|c| c.id.as_str()).collect();
+    let manifest = Manifest {
+        format_version: orca_shared::manifest::FORMAT_VERSION,
+        backup_name: file_name.to_string(),
+        volume: opts.volume.clone(),
+        volume_driver: volume_info.driver.clone(),
+        volume_labels: volume_info.labels.clone(),
+        created_at: created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        created_at_local: created_at
+            .with_timezone(&Local)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        kind: kind.as_str().to_string(),
+        description: opts.description.clone(),
+        tags: opts.tags.clone(),
+        compression: opts.compression.as_str().to_string(),
+        compression_level: u64::from(opts.level),
+        size_bytes: streamed.size,
+        sha256: streamed.sha256.clone(),
+        uncompressed_bytes: streamed.summary.tar_bytes,
+        entries: streamed.summary.entries,
+        containers: in_use_by
+            .iter()
+            .map(|c| ContainerAtBackup::new(c, stopped_ids.contains(&c.id.as_str())))
+            .collect(),
+        consistent,
+        toolkit_version: env!("CARGO_PKG_VERSION").to_string(),
+        docker_version,
+        verification: None,
+    };
+    let mut manifest_file = AtomicFile::create(&manifest_path)?;
+    manifest_file
+        .file()
+        .write_all(&orca_shared::manifest::to_bytes(&manifest))
+        .with_context(|| format!("cannot write {}", manifest_file.temp_path().display()))?;
     archive.commit(opts.overwrite)?;
     checksum.commit(true)?;
+    manifest_file.commit(true)?;
     restarted.with_context(|| format!("the backup {} is complete", opts.output.display()))?;
     Ok(ExportReport {
         size_bytes: streamed.size,
@@ -345,6 +462,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         volume_info,
         created_at,
         checksum_path,
+        manifest_path,
     })
 }
 

@@ -37,8 +37,8 @@ use crate::tree::{Tree, TreeBuilder};
 /// Takes the archive as an argument or the record's "backup_path"; the target
 /// is --volume, else the record's "volume", else the Orca volume found as
 /// orca-find-volume does. Adds "restored_volume", "safety_backup",
-/// "stopped_containers", "entries", "restored_bytes", "rolled_back" and
-/// "dry_run" to the record.
+/// "stopped_containers", "entries", "restored_bytes", "rolled_back", "dry_run"
+/// (with "plan") and "archive_manifest" (when the archive has one) to the record.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -175,6 +175,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let opts = orca_verify::Options {
         min_size_mb: ctx.config.min_size_warning_mb,
         expected_sha256: record_sha,
+        update_manifest: true,
     };
     let report = orca_verify::verify(&archive, &opts, Prescan::default())?;
     for w in &report.warnings {
@@ -188,6 +189,17 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     }
     let verified_sha = report.sha256.clone().unwrap_or_default();
     let want = report.visitor.tree.finish();
+    let manifest = orca_shared::manifest::read(&archive);
+    match &manifest {
+        orca_shared::manifest::Read::Valid(m) => {
+            ctx.note(describe_manifest(m));
+            ctx.record.set("archive_manifest", m);
+        }
+        orca_shared::manifest::Read::Ignored(why) => ctx.warn(why),
+        orca_shared::manifest::Read::Missing => {
+            ctx.note("the archive has no manifest (made by another tool or an older orca): restoring it as it is");
+        }
+    }
 
     // 2. The target and who uses it.
     let (target, new_volume) = match (&cli.to_new_volume, &cli.volume) {
@@ -295,6 +307,11 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             helper_image: ctx.config.helper_image.clone(),
             backups_dir: Some(backups_dir.clone()),
             tool: ctx.tool,
+            description: Some(format!(
+                "safety copy made by orca-restore before restoring {}",
+                archive.display()
+            )),
+            tags: vec!["pre-restore".to_string()],
         })
         .context("cannot make the safety backup, so nothing was changed")?;
         ctx.record.set("safety_backup", paths::utf8(path)?);
@@ -379,6 +396,37 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         orca_shared::progress::seed_size(want.content_bytes())
     ));
     Ok(())
+}
+
+fn describe_manifest(m: &orca_shared::manifest::Manifest) -> String {
+    let mut s = format!(
+        "the archive is a backup of volume '{}' taken {} ({})",
+        m.volume,
+        if m.created_at_local.is_empty() {
+            &m.created_at
+        } else {
+            &m.created_at_local
+        },
+        if m.consistent {
+            "consistent: SQL Server was not running"
+        } else {
+            "live copy: SQL Server was running"
+        }
+    );
+    if let Some(d) = &m.description {
+        s.push_str(&format!(", \"{d}\""));
+    }
+    if !m.tags.is_empty() {
+        s.push_str(&format!(", tags: {}", m.tags.join(", ")));
+    }
+    if let Some(v) = &m.verification {
+        s.push_str(&format!(
+            ", last verified {} ({})",
+            v.verified_at,
+            if v.verified { "ok" } else { "FAILED" }
+        ));
+    }
+    s
 }
 
 fn describe_plan(archive: &Path, plan: &Plan) -> String {

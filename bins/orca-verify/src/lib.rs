@@ -5,7 +5,9 @@
 //! with any number of members, zstd or plain tar, detected from the content,
 //! and every tar header parsed through the end-of-archive marker, with nothing
 //! but zero padding after it); the SHA-256 against the record's `sha256` and the
-//! `<archive>.sha256` file; content sanity (SQL Server `.mdf`/`.ldf` files).
+//! `<archive>.sha256` file; content sanity (SQL Server `.mdf`/`.ldf` files);
+//! and, when the archive has a manifest, its entries, size and SHA-256. The
+//! result is recorded in the manifest.
 //! Restore and list use the same code through [`verify`].
 
 pub mod decode;
@@ -24,7 +26,8 @@ pub use decode::Format;
 /// Prove a backup archive is whole and is the one that was exported.
 ///
 /// Reads "backup_path" and "sha256" from the record on stdin, or takes the
-/// archive as an argument. Adds "verified", "checks", "warnings", "entries",
+/// archive as an argument. Checks: exists, size, integrity, checksum, content,
+/// manifest; records the result in the archive's manifest. Adds "verified", "checks", "warnings", "entries",
 /// "uncompressed_bytes", "database_files" and "format" to the record. A failed
 /// check exits 6.
 #[derive(Parser, Debug)]
@@ -104,6 +107,8 @@ pub struct Options {
     pub min_size_mb: u64,
     /// SHA-256 from the record or a flag.
     pub expected_sha256: Option<String>,
+    /// Record the result in the archive's manifest (when it has a valid one).
+    pub update_manifest: bool,
 }
 
 /// The verification of one archive.
@@ -306,12 +311,83 @@ pub fn verify<V: Visitor + Send>(
             format!("{mdf} .mdf and {ldf} .ldf files"),
         ));
     }
+    let manifest = orca_shared::manifest::read(path);
+    let check = manifest_check(&manifest, &report, decoded.integrity.is_ok());
+    report.checks.push(check);
+    if let Some(w) = manifest.warning() {
+        report.warnings.push(w.to_string());
+    }
     report.verified = report.checks.iter().all(|c| c.ok);
+    if opts.update_manifest
+        && let Some(m) = manifest.manifest()
+    {
+        let mut m = m.clone();
+        m.verification = Some(orca_shared::manifest::Verification {
+            verified: report.verified,
+            verified_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            failed_checks: report
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.name.to_string())
+                .collect(),
+        });
+        if let Err(e) = orca_shared::manifest::write(path, &m) {
+            report
+                .warnings
+                .push(format!("cannot record the result in the manifest: {e:#}"));
+        }
+    }
     Ok(report)
 }
 
+fn manifest_check<V>(
+    read: &orca_shared::manifest::Read,
+    report: &Report<V>,
+    readable: bool,
+) -> Check {
+    use orca_shared::manifest::Read;
+    let m = match read {
+        Read::Missing => return Check::skipped("manifest", "no manifest beside the archive"),
+        Read::Ignored(why) => return Check::warn("manifest", why.clone()),
+        Read::Valid(m) => m,
+    };
+    if !readable {
+        return Check::skipped("manifest", "the archive could not be read through");
+    }
+    let mut wrong = Vec::new();
+    if m.entries != report.entries {
+        wrong.push(format!(
+            "{} entries, the manifest says {}",
+            report.entries, m.entries
+        ));
+    }
+    if m.uncompressed_bytes != report.uncompressed_bytes {
+        wrong.push(format!(
+            "{} bytes of tar, the manifest says {}",
+            report.uncompressed_bytes, m.uncompressed_bytes
+        ));
+    }
+    if let Some(sha) = &report.sha256
+        && !m.sha256.eq_ignore_ascii_case(sha)
+    {
+        wrong.push(format!("SHA-256 {sha}, the manifest says {}", m.sha256));
+    }
+    if wrong.is_empty() {
+        Check::pass(
+            "manifest",
+            format!(
+                "entries, size and SHA-256 match the manifest of {}",
+                m.created_at
+            ),
+        )
+    } else {
+        Check::fail("manifest", wrong.join("; "))
+    }
+}
+
 fn skip_rest<V>(mut report: Report<V>) -> Report<V> {
-    for name in ["size", "integrity", "checksum", "content"] {
+    for name in ["size", "integrity", "checksum", "content", "manifest"] {
         report
             .checks
             .push(Check::skipped(name, "no archive to check"));
@@ -403,6 +479,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let opts = Options {
         min_size_mb: ctx.config.min_size_warning_mb,
         expected_sha256: cli.sha256.or(record_sha),
+        update_manifest: true,
     };
     let report = verify(&path, &opts, ())?;
     for w in &report.warnings {

@@ -1,0 +1,372 @@
+//! `orca-list`: the catalog of backups.
+//!
+//! Every backup in the backups directory, newest first, with what its name,
+//! file and manifest say: kind, time, size, description, tags, whether it is a
+//! consistent or a live copy, its latest verification, and which sidecars it
+//! has. Archives without a manifest (today's method, older tools) are listed
+//! from their name and file alone. A corrupt or foreign `.json` is a warning and
+//! never trusted. `--verify` runs the full orca-verify checks on each.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Duration, Local, NaiveDate, TimeZone, Utc};
+use clap::Parser;
+use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::catalog::{self, Found};
+use orca_shared::names::Kind;
+use orca_shared::{fail, paths};
+use serde::Serialize;
+
+/// The catalog of backups: list, filter and check them.
+///
+/// Writes one record with "backups" (newest first), "count", "total_bytes",
+/// "backups_dir", "incomplete" and "warnings"; --format table prints an
+/// aligned table instead. With --verify, a backup that fails exits 6.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Only backups carrying this tag (repeatable: all must match)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// Only named or only timestamped backups
+    #[arg(long, value_enum)]
+    pub kind: Option<Kind>,
+
+    /// Only backups from this time on: RFC 3339, a date (YYYY-MM-DD, local), or an age like 7d or 12h
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+
+    /// Only backups of this volume (known from the manifest)
+    #[arg(long, value_name = "NAME")]
+    pub volume: Option<String>,
+
+    /// Run the full verification on each listed backup
+    #[arg(long)]
+    pub verify: bool,
+
+    /// json (one record) or table (aligned text for people)
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+
+    /// Directory to list [default: config backups_dir, else <base>/backups]
+    #[arg(long, value_name = "DIR")]
+    pub backups_dir: Option<PathBuf>,
+
+    /// Use this time as now for --since ages (RFC 3339)
+    #[arg(long, value_name = "RFC3339", hide = true)]
+    pub now: Option<String>,
+
+    /// Flags every orca tool has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON record.
+    Json,
+    /// An aligned table.
+    Table,
+}
+
+impl ToolArgs for Cli {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
+/// One line of the catalog.
+#[derive(Clone, Debug, Serialize)]
+pub struct Listed {
+    /// File name.
+    pub name: String,
+    /// Full path.
+    pub path: String,
+    /// timestamped or named.
+    pub kind: &'static str,
+    /// Its time (UTC, RFC 3339): from the name, the manifest or the file.
+    pub time: String,
+    /// The same in local time.
+    pub time_local: String,
+    /// Archive size.
+    pub size_bytes: u64,
+    /// The seed's size format.
+    pub size: String,
+    /// gzip, zstd or none.
+    pub compression: &'static str,
+    /// The volume (from the manifest).
+    pub volume: Option<String>,
+    /// Description (from the manifest).
+    pub description: Option<String>,
+    /// Tags (from the manifest).
+    pub tags: Vec<String>,
+    /// Consistent (true), live copy (false), unknown (null).
+    pub consistent: Option<bool>,
+    /// Latest verification result, if one was recorded.
+    pub verified: Option<bool>,
+    /// When that was.
+    pub verified_at: Option<String>,
+    /// Checks that failed then.
+    pub failed_checks: Vec<String>,
+    /// A `.sha256` file is beside it.
+    pub has_checksum: bool,
+    /// A valid manifest is beside it.
+    pub has_manifest: bool,
+    /// Why a `.json` beside it was ignored.
+    pub manifest_warning: Option<String>,
+}
+
+fn listed(b: &Found) -> anyhow::Result<Listed> {
+    let m = b.manifest.manifest();
+    let v = m.and_then(|m| m.verification.as_ref());
+    Ok(Listed {
+        name: b.name.clone(),
+        path: paths::utf8(&b.path)?.to_string(),
+        kind: b.kind.as_str(),
+        time: b.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        time_local: b
+            .time
+            .with_timezone(&Local)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        size_bytes: b.size_bytes,
+        size: orca_shared::progress::seed_size(b.size_bytes),
+        compression: b.compression.as_str(),
+        volume: m.map(|m| m.volume.clone()),
+        description: m.and_then(|m| m.description.clone()),
+        tags: m.map(|m| m.tags.clone()).unwrap_or_default(),
+        consistent: m.map(|m| m.consistent),
+        verified: v.map(|v| v.verified),
+        verified_at: v.map(|v| v.verified_at.clone()),
+        failed_checks: v.map(|v| v.failed_checks.clone()).unwrap_or_default(),
+        has_checksum: b
+            .sidecars
+            .iter()
+            .any(|s| s.to_string_lossy().ends_with(".sha256")),
+        has_manifest: m.is_some(),
+        manifest_warning: b.manifest.warning().map(String::from),
+    })
+}
+
+/// Parse `--since`: RFC 3339, a local date, or an age (`7d`, `12h`, `30m`).
+pub fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+        if let Some(t) = Local.from_local_datetime(&midnight).earliest() {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    if let Ok(n) = num.parse::<i64>() {
+        let age = match unit {
+            "d" => Some(Duration::days(n)),
+            "h" => Some(Duration::hours(n)),
+            "m" => Some(Duration::minutes(n)),
+            _ => None,
+        };
+        if let Some(age) = age {
+            return Ok(now - age);
+        }
+    }
+    fail!(
+        Usage,
+        "--since {s:?}: give an RFC 3339 time, a date (2026-06-30) or an age (7d, 12h, 30m)"
+    )
+}
+
+/// List the backups and add the catalog to the record.
+pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let now = match cli.now.as_deref() {
+        None => Utc::now(),
+        Some(s) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(e) => fail!(Usage, "--now {s:?} is not an RFC 3339 time ({e})"),
+        },
+    };
+    let since = cli
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, now))
+        .transpose()?;
+    let dir = match cli.backups_dir {
+        Some(d) => d,
+        None => ctx.config.backups_dir()?,
+    };
+    paths::utf8(&dir)?;
+    let found = catalog::scan(&dir)?;
+    let mut backups = Vec::new();
+    let mut warnings = Vec::new();
+    for b in &found.backups {
+        if cli.kind.is_some_and(|k| k != b.kind) || since.is_some_and(|s| b.time < s) {
+            continue;
+        }
+        let m = b.manifest.manifest();
+        if !cli
+            .tags
+            .iter()
+            .all(|t| m.is_some_and(|m| m.tags.contains(t)))
+        {
+            continue;
+        }
+        if cli
+            .volume
+            .as_ref()
+            .is_some_and(|v| m.is_none_or(|m| &m.volume != v))
+        {
+            continue;
+        }
+        if let Some(w) = b.manifest.warning() {
+            warnings.push(w.to_string());
+        }
+        backups.push((b, listed(b)?));
+    }
+    let mut failed = Vec::new();
+    if cli.verify {
+        let opts = orca_verify::Options {
+            min_size_mb: ctx.config.min_size_warning_mb,
+            expected_sha256: None,
+            update_manifest: true,
+        };
+        for (b, entry) in &mut backups {
+            let report = orca_verify::verify(&b.path, &opts, ())?;
+            entry.verified = Some(report.verified);
+            entry.verified_at = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            entry.failed_checks = report
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.name.to_string())
+                .collect();
+            if let Some(msg) = report.failure_message() {
+                warnings.push(msg);
+                failed.push(entry.name.clone());
+            }
+        }
+    }
+    for w in &warnings {
+        ctx.warn(w);
+    }
+    let listed: Vec<Listed> = backups.into_iter().map(|(_, l)| l).collect();
+    let total: u64 = listed.iter().map(|l| l.size_bytes).sum();
+    let incomplete: Vec<String> = found
+        .incomplete
+        .iter()
+        .filter_map(|i| i.path.to_str().map(String::from))
+        .collect();
+    if cli.format == Format::Table {
+        ctx.stdout_text = Some(table(&listed));
+    }
+    let rec = &mut ctx.record;
+    rec.set("backups_dir", paths::utf8(&dir)?);
+    rec.set("count", listed.len());
+    rec.set("total_bytes", total);
+    rec.set("backups", &listed);
+    rec.set("incomplete", &incomplete);
+    rec.set("warnings", &warnings);
+    if !failed.is_empty() {
+        fail!(
+            VerificationFailed,
+            "{} of {} backups failed verification: {}; do not rely on them",
+            failed.len(),
+            listed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The aligned table for `--format table`.
+pub fn table(rows: &[Listed]) -> String {
+    let header = [
+        "NAME",
+        "KIND",
+        "TIME",
+        "SIZE",
+        "COPY",
+        "VERIFIED",
+        "TAGS",
+        "DESCRIPTION",
+    ];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            let local = DateTime::parse_from_rfc3339(&r.time_local)
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|_| r.time_local.clone());
+            [
+                r.name.clone(),
+                r.kind.to_string(),
+                local,
+                r.size.clone(),
+                match r.consistent {
+                    Some(true) => "consistent".into(),
+                    Some(false) => "live".into(),
+                    None => "-".into(),
+                },
+                match r.verified {
+                    Some(true) => "ok".into(),
+                    Some(false) => format!("FAILED ({})", r.failed_checks.join(",")),
+                    None => "-".into(),
+                },
+                if r.tags.is_empty() {
+                    "-".into()
+                } else {
+                    r.tags.join(",")
+                },
+                r.description.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cols: Vec<&str>| {
+        let last = cols.len() - 1;
+        for (i, c) in cols.iter().enumerate() {
+            if i == last {
+                let _ = write!(out, "{c}");
+            } else {
+                let pad = widths[i] - c.chars().count();
+                let _ = write!(out, "{c}{}  ", " ".repeat(pad));
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut out, header.to_vec());
+    for row in &cells {
+        line(&mut out, row.iter().map(String::as_str).collect());
+    }
+    if rows.is_empty() {
+        out.push_str("(no backups)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_times_dates_and_ages() {
+        let now = Utc.with_ymd_and_hms(2026, 6, 30, 12, 0, 0).unwrap();
+        assert_eq!(
+            parse_since("2026-06-01T00:00:00Z", now).unwrap(),
+            Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
+        );
+        assert_eq!(parse_since("7d", now).unwrap(), now - Duration::days(7));
+        assert_eq!(parse_since("12h", now).unwrap(), now - Duration::hours(12));
+        assert!(parse_since("2026-06-01", now).is_ok());
+        for bad in ["yesterday", "7w", "", "d"] {
+            assert!(parse_since(bad, now).is_err(), "{bad}");
+        }
+    }
+}

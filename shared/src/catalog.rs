@@ -1,0 +1,130 @@
+//! The backups directory as a catalog: every backup (regular files named
+//! `orca-db-*.tar.gz|.tar.zst|.tar`), its sidecars and manifest, and the
+//! temporary files of exports in progress or abandoned.
+//!
+//! Symbolic links and directories never count, whatever their names: a link is
+//! not a backup and its target may be anything.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+
+use crate::manifest;
+use crate::names::{self, BackupFileName, Compression, Kind};
+
+/// A backup found in the directory.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// The manifest beside it, as read.
+    pub manifest: manifest::Read,
+    /// Compression, from the extension.
+    pub compression: Compression,
+    /// When the file was last modified.
+    pub modified: DateTime<Utc>,
+    /// The archive.
+    pub path: PathBuf,
+    /// Its file name.
+    pub name: String,
+    /// Timestamped or named.
+    pub kind: Kind,
+    /// Its time: the one in a timestamped name; for a named backup the
+    /// manifest's `created_at`, else the file's modification time.
+    pub time: DateTime<Utc>,
+    /// Archive size.
+    pub size_bytes: u64,
+    /// Sidecar files that exist (regular files only).
+    pub sidecars: Vec<PathBuf>,
+}
+
+/// A temporary file left by an export.
+#[derive(Clone, Debug)]
+pub struct Incomplete {
+    /// The file.
+    pub path: PathBuf,
+    /// Last modified.
+    pub modified: DateTime<Utc>,
+    /// Size.
+    pub size_bytes: u64,
+}
+
+/// Everything of ours in a backups directory.
+#[derive(Clone, Debug, Default)]
+pub struct Scan {
+    /// Backups (archives).
+    pub backups: Vec<Found>,
+    /// Temporary files.
+    pub incomplete: Vec<Incomplete>,
+}
+
+fn mtime(meta: &fs::Metadata) -> DateTime<Utc> {
+    DateTime::<Utc>::from(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
+}
+
+/// List the backups in `dir` (regular files only; links and directories never count).
+pub fn scan(dir: &Path) -> anyhow::Result<Scan> {
+    let mut found = Scan::default();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(format!("cannot list {}", dir.display())));
+        }
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            anyhow::Error::from(e).context(format!("cannot list {}", dir.display()))
+        })?;
+        let Some(name) = entry.file_name().to_str().map(String::from) else {
+            continue; // not UTF-8: not a name we make
+        };
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        if names::is_incomplete(&name) {
+            found.incomplete.push(Incomplete {
+                path,
+                modified: mtime(&meta),
+                size_bytes: meta.len(),
+            });
+            continue;
+        }
+        let Some(parsed) = BackupFileName::parse(&name) else {
+            continue;
+        };
+        let manifest = manifest::read(&path);
+        let from_manifest = manifest
+            .manifest()
+            .and_then(|m| DateTime::parse_from_rfc3339(&m.created_at).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let time = match parsed.timestamp.and_then(names::local_instant) {
+            Some(t) => t.with_timezone(&Utc),
+            None => from_manifest.unwrap_or_else(|| mtime(&meta)),
+        };
+        let sidecars = names::SIDECAR_SUFFIXES
+            .iter()
+            .map(|s| dir.join(format!("{name}{s}")))
+            .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
+            .collect();
+        found.backups.push(Found {
+            manifest,
+            compression: parsed.compression,
+            modified: mtime(&meta),
+            kind: parsed.kind(),
+            path,
+            name,
+            time,
+            size_bytes: meta.len(),
+            sidecars,
+        });
+    }
+    found
+        .backups
+        .sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+    Ok(found)
+}

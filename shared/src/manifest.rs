@@ -1,0 +1,274 @@
+//! The manifest beside each archive: `<archive>.json`.
+//!
+//! orca-export writes it (atomically, once the archive is in place); orca-verify
+//! records its latest result in it; orca-list, orca-prune and orca-restore read
+//! it. It is never required (archives made by other means have none) and never
+//! trusted over the archive: a corrupt or foreign `.json` is a warning.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::docker::ContainerRef;
+
+/// The manifest format this version writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A container that used the volume when the backup was taken.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerAtBackup {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// Its image (SQL Server's, for Orca).
+    pub image: String,
+    /// Its state before the backup.
+    pub state: String,
+    /// Whether orca stopped it for the backup (and started it again).
+    pub stopped_for_backup: bool,
+}
+
+impl ContainerAtBackup {
+    /// From a container and whether it was stopped.
+    pub fn new(c: &ContainerRef, stopped: bool) -> Self {
+        ContainerAtBackup {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            image: c.image.clone(),
+            state: c.state.clone(),
+            stopped_for_backup: stopped,
+        }
+    }
+}
+
+/// The latest verification of the archive.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Verification {
+    /// All checks passed.
+    pub verified: bool,
+    /// When (UTC, RFC 3339).
+    pub verified_at: String,
+    /// Names of the checks that failed.
+    #[serde(default)]
+    pub failed_checks: Vec<String>,
+}
+
+/// Everything recorded about a backup.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    /// Manifest format version (1).
+    pub format_version: u32,
+    /// The archive's file name.
+    pub backup_name: String,
+    /// The volume backed up.
+    pub volume: String,
+    /// Its driver.
+    #[serde(default)]
+    pub volume_driver: String,
+    /// Its labels.
+    #[serde(default)]
+    pub volume_labels: BTreeMap<String, String>,
+    /// When the backup started (UTC, RFC 3339).
+    pub created_at: String,
+    /// The same moment in the local time of the machine that made it.
+    #[serde(default)]
+    pub created_at_local: String,
+    /// timestamped or named.
+    pub kind: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Labels to find it by.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// gzip, zstd or none.
+    pub compression: String,
+    /// The compression level.
+    #[serde(default)]
+    pub compression_level: u64,
+    /// Archive size.
+    pub size_bytes: u64,
+    /// Archive SHA-256.
+    pub sha256: String,
+    /// Size of the tar stream.
+    pub uncompressed_bytes: u64,
+    /// Tar entries.
+    pub entries: u64,
+    /// Containers that used the volume.
+    #[serde(default)]
+    pub containers: Vec<ContainerAtBackup>,
+    /// No container ran on the volume during the copy (stopped or idle).
+    pub consistent: bool,
+    /// orca-backup's version.
+    pub toolkit_version: String,
+    /// The Docker engine's version.
+    #[serde(default)]
+    pub docker_version: String,
+    /// The latest verification, if any.
+    #[serde(default)]
+    pub verification: Option<Verification>,
+}
+
+/// `<archive>.json`.
+pub fn path_for(archive: &Path) -> PathBuf {
+    let mut s = archive.as_os_str().to_os_string();
+    s.push(".json");
+    PathBuf::from(s)
+}
+
+/// What reading a manifest gave.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Read {
+    /// No `.json` beside the archive.
+    Missing,
+    /// A valid manifest of ours that describes this archive.
+    Valid(Box<Manifest>),
+    /// Something else: why it is ignored.
+    Ignored(String),
+}
+
+impl Read {
+    /// The manifest, when valid.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        match self {
+            Read::Valid(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The warning to show, when the file is there but ignored.
+    pub fn warning(&self) -> Option<&str> {
+        match self {
+            Read::Ignored(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+/// Read the manifest beside `archive`, never failing.
+pub fn read(archive: &Path) -> Read {
+    let path = path_for(archive);
+    let bytes = match std::fs::symlink_metadata(&path) {
+        Err(_) => return Read::Missing,
+        Ok(m) if !m.file_type().is_file() => {
+            return Read::Ignored(format!("{} is not a regular file; ignored", path.display()));
+        }
+        Ok(_) => match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                return Read::Ignored(format!("cannot read {}: {e}; ignored", path.display()));
+            }
+        },
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return Read::Ignored(format!(
+                "{} is not valid JSON ({e}); ignored",
+                path.display()
+            ));
+        }
+    };
+    if value.get("format_version").and_then(|v| v.as_u64()) != Some(u64::from(FORMAT_VERSION)) {
+        return Read::Ignored(format!(
+            "{} is not an orca manifest (format_version 1); ignored",
+            path.display()
+        ));
+    }
+    let m: Manifest = match serde_json::from_value(value) {
+        Ok(m) => m,
+        Err(e) => {
+            return Read::Ignored(format!(
+                "{} is a damaged orca manifest ({e}); ignored",
+                path.display()
+            ));
+        }
+    };
+    let name = archive.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if m.backup_name != name {
+        return Read::Ignored(format!(
+            "{} describes another archive ({}); ignored",
+            path.display(),
+            m.backup_name
+        ));
+    }
+    Read::Valid(Box::new(m))
+}
+
+/// Serialize a manifest for writing.
+pub fn to_bytes(m: &Manifest) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(m).expect("a manifest serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Write (or replace) the manifest beside `archive`, atomically.
+pub fn write(archive: &Path, m: &Manifest) -> anyhow::Result<()> {
+    crate::fsutil::write_atomic(&path_for(archive), &to_bytes(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format_version: 1,
+            backup_name: "orca-db-x.tar.gz".into(),
+            volume: "v".into(),
+            volume_driver: "local".into(),
+            volume_labels: BTreeMap::new(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            created_at_local: "2026-01-01T01:00:00+01:00".into(),
+            kind: "named".into(),
+            description: Some("before the migration".into()),
+            tags: vec!["migration".into()],
+            compression: "gzip".into(),
+            compression_level: 6,
+            size_bytes: 1,
+            sha256: "ab".into(),
+            uncompressed_bytes: 2,
+            entries: 3,
+            containers: vec![],
+            consistent: true,
+            toolkit_version: "0.1.0".into(),
+            docker_version: "28".into(),
+            verification: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_rejections() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("orca-db-x.tar.gz");
+        assert_eq!(read(&archive), Read::Missing);
+        write(&archive, &sample()).unwrap();
+        assert_eq!(read(&archive).manifest(), Some(&sample()));
+        std::fs::write(path_for(&archive), b"{not json").unwrap();
+        assert!(read(&archive).warning().unwrap().contains("not valid JSON"));
+        std::fs::write(path_for(&archive), br#"{"name":"someone else's"}"#).unwrap();
+        assert!(
+            read(&archive)
+                .warning()
+                .unwrap()
+                .contains("not an orca manifest")
+        );
+        let mut other = sample();
+        other.backup_name = "orca-db-y.tar.gz".into();
+        write(&archive, &other).unwrap();
+        assert!(
+            read(&archive)
+                .warning()
+                .unwrap()
+                .contains("another archive")
+        );
+        std::fs::write(
+            path_for(&archive),
+            br#"{"format_version":1,"backup_name":3}"#,
+        )
+        .unwrap();
+        assert!(read(&archive).warning().unwrap().contains("damaged"));
+    }
+}
