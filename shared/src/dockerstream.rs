@@ -16,7 +16,9 @@ use std::io::{self, Read, Write};
 use anyhow::Context;
 
 use crate::docker;
-use crate::interrupt::{self, ChildGuard, HookGuard};
+#[cfg(unix)]
+use crate::interrupt::HookGuard;
+use crate::interrupt::{self, ChildGuard};
 
 /// A tar stream coming out of a container.
 pub struct ArchiveStream {

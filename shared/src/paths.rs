@@ -103,11 +103,10 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
-    #[cfg(unix)]
     #[test]
     fn creates_private_directories() {
         use std::os::unix::fs::PermissionsExt;
@@ -121,7 +120,6 @@ mod tests {
         ensure_private_dir(&dir).unwrap();
     }
 
-    #[cfg(unix)]
     #[test]
     fn rejects_non_utf8_paths() {
         use std::os::unix::ffi::OsStrExt;

@@ -6,6 +6,9 @@
 //! a loud notice otherwise. Each test has its own ORCA_HOME and uniquely named
 //! volumes and containers, removed even when it fails.
 
+#![cfg(unix)] // the engine, the mounts and the modes are Unix things
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
+
 mod catalog;
 mod common;
 mod export;

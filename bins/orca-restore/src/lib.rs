@@ -490,7 +490,7 @@ fn replace(
             archive.display()
         );
     }
-    if streamed.differences(want, 1).first().is_some() {
+    if !streamed.differences(want, 1).is_empty() {
         fail!(
             VerificationFailed,
             "{} read differently the second time",

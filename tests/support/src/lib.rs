@@ -365,3 +365,68 @@ pub fn helpers_on(volume: &str) -> Vec<String> {
     ]);
     out.split_whitespace().map(String::from).collect()
 }
+
+#[doc(hidden)]
+pub use assert_cmd as __assert_cmd;
+#[doc(hidden)]
+pub use predicates as __predicates;
+
+/// The command-line contract every tool keeps, as tests in the tool's own
+/// crate: `--help` ends with the exit codes, `--version` names the tool, a bad
+/// flag exits 2 with a failed record. (They also make `cargo test --workspace`
+/// build the binary that the end-to-end tests in the root package run.)
+#[macro_export]
+macro_rules! cli_contract_tests {
+    ($tool:literal) => {
+        fn tool() -> $crate::__assert_cmd::Command {
+            let mut c = $crate::__assert_cmd::Command::new(env!(concat!("CARGO_BIN_EXE_", $tool)));
+            c.env(
+                "ORCA_HOME",
+                std::env::temp_dir().join("orca-cli-test-unused"),
+            )
+            .env_remove("ORCA_CONFIG");
+            c
+        }
+
+        #[test]
+        fn help_lists_the_exit_codes() {
+            use $crate::__predicates::prelude::*;
+            tool()
+                .arg("--help")
+                .assert()
+                .success()
+                .stdout(predicate::str::contains("EXIT STATUS:"))
+                .stdout(predicate::str::contains("6    verification failed"));
+        }
+
+        #[test]
+        fn version_names_the_tool() {
+            use $crate::__predicates::prelude::*;
+            tool()
+                .arg("--version")
+                .assert()
+                .success()
+                .stdout(predicate::str::starts_with(concat!($tool, " ")));
+        }
+
+        #[test]
+        fn a_bad_flag_is_exit_2_with_a_failed_record() {
+            let out = tool()
+                .arg("--frobnicate")
+                .assert()
+                .code(2)
+                .get_output()
+                .stdout
+                .clone();
+            let rec: $crate::__serde_json::Value =
+                $crate::__serde_json::from_slice(&out).expect("one JSON record");
+            assert_eq!(rec["success"], false);
+            assert_eq!(rec["error"]["code"], "usage");
+            assert_eq!(rec["error"]["exit_code"], 2);
+            assert_eq!(rec["error"]["step"], $tool);
+        }
+    };
+}
+
+#[doc(hidden)]
+pub use serde_json as __serde_json;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+#[cfg(unix)]
 use std::path::Path;
 
 use sha2::{Digest, Sha256};

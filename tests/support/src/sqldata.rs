@@ -43,7 +43,7 @@ impl Rng {
     }
 
     /// Next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -53,7 +53,7 @@ impl Rng {
     /// Fill `buf` with random bytes.
     pub fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
+            let v = self.next_u64().to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
         }
     }
@@ -73,15 +73,15 @@ const CITIES: &[&str] = &[
 
 /// Fill one page: 40% zero, 33% row-like text, 27% random.
 fn page(rng: &mut Rng, buf: &mut [u8; PAGE]) {
-    let roll = rng.next() % 100;
+    let roll = rng.next_u64() % 100;
     if roll < 40 {
         buf.fill(0);
     } else if roll < 73 {
         // A page header, then rows until the page is full, then a slot array.
         let mut cur = io::Cursor::new(&mut buf[..]);
-        let _ = write!(cur, "PAGE{:016x}", rng.next());
+        let _ = write!(cur, "PAGE{:016x}", rng.next_u64());
         loop {
-            let r = rng.next();
+            let r = rng.next_u64();
             let row = format!(
                 "|{:08}|Customer {:05}|cust{:05}@example.com|{}|{:>6}.{:02}|2025-{:02}-{:02}|{}\n",
                 r % 100_000_000,
@@ -103,7 +103,7 @@ fn page(rng: &mut Rng, buf: &mut [u8; PAGE]) {
         buf[pos..].fill(0);
         let mut slot = PAGE - 2;
         while slot > pos + 2 {
-            let v = (rng.next() % 8192) as u16;
+            let v = (rng.next_u64() % 8192) as u16;
             buf[slot..slot + 2].copy_from_slice(&v.to_le_bytes());
             slot = slot.saturating_sub(64);
         }
@@ -179,7 +179,7 @@ pub fn write_tar<W: Write>(w: W, total: u64, seed: u64) -> io::Result<W> {
     for (path, size) in layout(total) {
         let h = header(tar::EntryType::Regular, 0o660, size);
         let pages = Pages {
-            rng: Rng::new(rng.next()),
+            rng: Rng::new(rng.next_u64()),
             left: size,
             buf: Box::new([0; PAGE]),
             pos: PAGE,
@@ -242,6 +242,6 @@ mod tests {
         let b = write_tar(Vec::new(), 4 << 20, 7).unwrap();
         assert_eq!(a, b);
         let total: u64 = layout(4 << 20).iter().map(|(_, s)| s).sum();
-        assert!(total >= (4 << 20) * 95 / 100 && total <= 4 << 20, "{total}");
+        assert!(((4 << 20) * 95 / 100..=4 << 20).contains(&total), "{total}");
     }
 }
