@@ -59,6 +59,11 @@ pub struct Cli {
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<String>,
 
+    /// Prune only when auto_cleanup is true in config, else pass the record on
+    /// untouched (for workflow scripts that honour the config)
+    #[arg(long)]
+    pub only_if_auto_cleanup: bool,
+
     /// Directory to prune [default: the record's backups_dir, else config backups_dir, else <base>/backups]
     #[arg(long, value_name = "DIR")]
     pub backups_dir: Option<PathBuf>,
@@ -95,6 +100,9 @@ pub const INCOMPLETE_AGE_SECS: i64 = 3600;
 
 /// Apply the policy and add the results to the record.
 pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    if cli.only_if_auto_cleanup && !ctx.config.auto_cleanup {
+        return Ok(());
+    }
     if ctx.record.bool("verified")? == Some(false) {
         fail!(
             VerificationFailed,

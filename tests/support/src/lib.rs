@@ -158,6 +158,26 @@ pub fn busybox_image() -> &'static str {
     BUSYBOX_IMAGE
 }
 
+/// An empty image (made with `docker import` of an empty tar) for containers
+/// that are only created, never started: enough for `docker cp` in and out.
+pub const EMPTY_IMAGE: &str = "orca-test-empty:1";
+
+/// Make sure [`EMPTY_IMAGE`] exists; needs nothing but Docker.
+pub fn empty_image() -> &'static str {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if docker(&["image", "inspect", EMPTY_IMAGE]).status.success() {
+            return;
+        }
+        let label = format!("LABEL {TEST_LABEL}=true");
+        docker_with_input(
+            &["import", "--change", &label, "-", EMPTY_IMAGE],
+            &[0u8; 1024],
+        );
+    });
+    EMPTY_IMAGE
+}
+
 /// A rootfs tar: /bin/busybox plus applet links, /tmp.
 pub fn busybox_rootfs(busybox: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());

@@ -135,7 +135,13 @@ pub fn of_tar(reader: impl Read) -> Listing {
 /// List a volume through `docker cp` from a created container.
 pub fn of_volume(volume: &str) -> Listing {
     let mount = format!("{volume}:/volume:ro");
-    let id = crate::docker_ok(&["create", "-v", &mount, crate::busybox_image(), "true"]);
+    let id = crate::docker_ok(&[
+        "create",
+        "-v",
+        &mount,
+        crate::empty_image(),
+        "/never-started",
+    ]);
     let id = id.trim();
     let src = format!("{id}:/volume/.");
     let out = std::process::Command::new("docker")

@@ -208,8 +208,8 @@ pub fn fill_volume(volume: &str, total: u64, seed: u64) {
         &label,
         "-v",
         &mount,
-        crate::busybox_image(),
-        "true",
+        crate::empty_image(),
+        "/never-started",
     ]);
     let id = id.trim().to_string();
     let target = format!("{id}:/volume");

@@ -1,0 +1,45 @@
+# Shortcuts for the commands in the README. Everything here is also a plain
+# command you can run yourself.
+
+BIN := target/release
+TOOLS := orca-find-volume orca-backup-name orca-export orca-verify orca-prune orca-restore orca-list orca-report
+SHELLS := bash zsh fish powershell
+
+.PHONY: build backup verify prune list restore test demo bench completions
+
+build:
+	cargo build --release --workspace --bins
+
+## make backup [NAME=before-migration] [ARGS="--stop --auto-cleanup"]
+backup:
+	scripts/orca-backup.sh $(if $(NAME),--name "$(NAME)") $(ARGS)
+
+## make verify [ARCHIVE=path]: one archive, or every backup in the catalog
+verify: build
+	$(if $(ARCHIVE),$(BIN)/orca-verify "$(ARCHIVE)",$(BIN)/orca-list --verify --format table)
+
+## make prune [ARGS="--dry-run"]
+prune: build
+	$(BIN)/orca-prune $(ARGS)
+
+list: build
+	$(BIN)/orca-list --format table
+
+## make restore ARCHIVE=path [ARGS="--stop"]
+restore: build
+	$(BIN)/orca-restore "$(ARCHIVE)" $(ARGS)
+
+test:
+	cargo test --workspace
+
+demo:
+	scripts/demo.sh
+
+bench:
+	scripts/bench.sh
+
+## Completion scripts for every tool in target/completions/<shell>/
+completions: build
+	@for sh in $(SHELLS); do mkdir -p target/completions/$$sh; \
+	  for t in $(TOOLS); do $(BIN)/$$t --completions $$sh > target/completions/$$sh/$$t.$$sh; done; done
+	@echo "written to target/completions/"

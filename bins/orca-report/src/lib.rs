@@ -1,0 +1,131 @@
+//! `orca-report`: the last step of the backup workflow.
+//!
+//! It turns the record into the report people read, on stderr:
+//!
+//! ```text
+//! ✅ Backup complete!
+//!   Path: /home/me/.claude-orca/backups/orca-db-2025-10-31-14-30.tar.gz
+//!   Size: 145.23 MB
+//! ```
+//!
+//! or `❌ Backup failed: <message>`, and writes the record on stdout (adding
+//! `"message": "Backup created successfully"` on success; a failed record
+//! passes unchanged) and exits with the record's exit code, i.e. the code of
+//! the step that failed first.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use orca_shared::app::CommonArgs;
+use orca_shared::exit::{self, ErrorKind};
+use orca_shared::record::Record;
+
+/// End a backup pipeline: print the report on stderr, the final record on stdout.
+///
+/// On success adds "message" to the record and prints "✅ Backup complete!"
+/// with the path and size; on a failed record prints "❌ Backup failed:
+/// <message>" and exits with the failed step's code.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about, after_help = exit::EXIT_STATUS_HELP)]
+pub struct Cli {
+    /// The message recorded on success
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "Backup created successfully"
+    )]
+    pub message: String,
+
+    /// Flags every orca tool has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+const TOOL: &str = "orca-report";
+
+/// Run the tool.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            let _ = e.print();
+            if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) {
+                return ExitCode::SUCCESS;
+            }
+            let mut r = Record::new();
+            r.set_failure(
+                ErrorKind::Usage,
+                "invalid arguments (see orca-report --help)",
+                TOOL,
+            );
+            let _ = r.write_stdout();
+            return ExitCode::from(ErrorKind::Usage.exit_code());
+        }
+    };
+    if let Some(shell) = cli.common.completions {
+        let mut cmd = Cli::command();
+        clap_complete_generate(shell, &mut cmd);
+        return ExitCode::SUCCESS;
+    }
+    let mut record = match Record::from_stdin() {
+        Ok((r, _)) => r,
+        Err(e) => return orca_shared::app::fail(TOOL, Record::new(), &e),
+    };
+    if let Some(code) = record.failure_exit_code() {
+        let message = record
+            .get("error")
+            .and_then(|e| e.get("message"))
+            .and_then(|m| m.as_str())
+            .unwrap_or("unknown error")
+            .to_string();
+        eprintln!("❌ Backup failed: {message}");
+        let _ = record.write_stdout();
+        return ExitCode::from(code);
+    }
+    let path = record.str("backup_path").ok().flatten().map(String::from);
+    let Some(path) = path else {
+        let e = orca_shared::err!(
+            Usage,
+            "the record has no backup_path: pipe the output of the backup steps into orca-report"
+        );
+        eprintln!("❌ Backup failed: {e}");
+        return orca_shared::app::fail(TOOL, record, &e);
+    };
+    let size = record
+        .str("size")
+        .ok()
+        .flatten()
+        .map(String::from)
+        .unwrap_or_else(|| "unknown".into());
+    eprintln!("✅ Backup complete!");
+    eprintln!("  Path: {path}");
+    eprintln!("  Size: {size}");
+    if record.bool("verified").ok().flatten() == Some(true) {
+        let entries = record.u64("entries").ok().flatten().unwrap_or(0);
+        eprintln!("  Verified: yes ({entries} entries, checksum and structure checked)");
+    }
+    if record.bool("consistent").ok().flatten() == Some(false) {
+        eprintln!(
+            "  Note: live copy taken while SQL Server was running; use --stop for a consistent one"
+        );
+    }
+    if let Some(pruned) = record.get("pruned").and_then(|p| p.as_array()) {
+        let freed = record.u64("freed_bytes").ok().flatten().unwrap_or(0);
+        eprintln!(
+            "  Pruned: {} old backup(s), {} freed",
+            pruned.len(),
+            orca_shared::progress::seed_size(freed)
+        );
+    }
+    record.set("message", &cli.message);
+    record.set_success();
+    match record.write_stdout() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn clap_complete_generate(shell: clap_complete::Shell, cmd: &mut clap::Command) {
+    clap_complete::generate(shell, cmd, TOOL, &mut std::io::stdout());
+}

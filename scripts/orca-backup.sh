@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# orca-backup.sh: back up the Orca SQL Server volume in one command.
+#
+#   find -> name -> export -> verify -> (prune) -> report
+#
+# Prints the report on stderr and the final JSON record on stdout; exits with
+# the code of the step that failed first (see README: exit codes).
+set -uo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: scripts/orca-backup.sh [OPTIONS]
+
+Back up the Orca SQL Server volume: find it, name the backup, export it,
+verify it, and (with --auto-cleanup or auto_cleanup in config) prune old ones.
+
+Options:
+  --name NAME           a named backup: orca-db-NAME.tar.gz (default: timestamped)
+  --volume NAME         back up this volume instead of searching for Orca's
+  --overwrite           replace an existing backup of the same name
+  --stop                stop SQL Server during the copy (consistent), start it again after
+  --compression C       gzip (default), zstd or none
+  --auto-cleanup        apply the retention policy after a verified backup
+  --description TEXT    keep a description in the backup's manifest
+  --tag TAG             tag the backup (repeatable)
+  --config PATH         config file (default: $ORCA_CONFIG, else ~/.claude-orca/config.json)
+  -h, --help            this help
+
+Binaries: $ORCA_BIN_DIR if set; else this repository's target/release (built
+with cargo when needed); else the orca-* tools on PATH.
+USAGE
+}
+
+find_args=() name_args=() export_args=() common=() prune=(--only-if-auto-cleanup)
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --name) name_args+=(--name "${2?--name needs a value}"); shift 2 ;;
+        --volume) find_args+=(--volume "${2?--volume needs a value}"); shift 2 ;;
+        --overwrite) name_args+=(--overwrite); shift ;;
+        --stop) export_args+=(--stop); shift ;;
+        --compression) name_args+=(--compression "${2?--compression needs a value}"); shift 2 ;;
+        --auto-cleanup) prune=(); shift ;;
+        --description) export_args+=(--description "${2?--description needs a value}"); shift 2 ;;
+        --tag) export_args+=(--tag "${2?--tag needs a value}"); shift 2 ;;
+        --config) common+=(--config "${2?--config needs a value}"); shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "orca-backup.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+tools=(orca-find-volume orca-backup-name orca-export orca-verify orca-prune orca-report)
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+if [ -n "${ORCA_BIN_DIR:-}" ]; then
+    bin="$ORCA_BIN_DIR"
+elif [ -f "$repo/Cargo.toml" ] && command -v cargo >/dev/null 2>&1; then
+    # A no-op when the binaries are up to date.
+    echo "orca-backup.sh: building the tools (cargo build --release)..." >&2
+    if ! (cd "$repo" && cargo build --release --quiet --workspace --bins); then
+        echo "❌ Backup failed: cannot build the tools with cargo (see the errors above)" >&2
+        exit 1
+    fi
+    bin="$repo/target/release"
+else
+    bin=""
+fi
+for t in "${tools[@]}"; do
+    if [ -n "$bin" ] && [ ! -x "$bin/$t" ]; then
+        echo "❌ Backup failed: $bin/$t is missing; build it with 'cargo build --release' or set ORCA_BIN_DIR" >&2
+        exit 1
+    fi
+    if [ -z "$bin" ] && ! command -v "$t" >/dev/null 2>&1; then
+        echo "❌ Backup failed: $t is not on PATH; install Rust and run this from the repository, or set ORCA_BIN_DIR" >&2
+        exit 1
+    fi
+done
+# ${a[@]+"${a[@]}"}: empty arrays under `set -u` in bash 3.2 (macOS) too.
+run() { local t="$1"; shift; if [ -n "$bin" ]; then "$bin/$t" "$@"; else "$t" "$@"; fi; }
+
+run orca-find-volume ${common[@]+"${common[@]}"} ${find_args[@]+"${find_args[@]}"} </dev/null \
+    | run orca-backup-name ${common[@]+"${common[@]}"} ${name_args[@]+"${name_args[@]}"} \
+    | run orca-export ${common[@]+"${common[@]}"} ${export_args[@]+"${export_args[@]}"} \
+    | run orca-verify ${common[@]+"${common[@]}"} \
+    | run orca-prune ${common[@]+"${common[@]}"} ${prune[@]+"${prune[@]}"} \
+    | run orca-report
