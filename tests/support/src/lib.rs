@@ -178,6 +178,29 @@ pub fn empty_image() -> &'static str {
     EMPTY_IMAGE
 }
 
+/// Whether `path` is an ELF executable without a program interpreter (static).
+pub fn is_static_elf(path: &str) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 {
+        return false; // not a 64-bit ELF
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[o..o + 8]);
+        u64::from_le_bytes(b) as usize
+    };
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    (0..phnum).all(|i| {
+        let at = phoff + i * phentsize;
+        // PT_INTERP (3) names the dynamic loader: a dynamic executable.
+        at + 4 <= bytes.len()
+            && u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) != 3
+    })
+}
+
 /// A rootfs tar: /bin/busybox plus applet links, /tmp.
 pub fn busybox_rootfs(busybox: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -450,3 +473,17 @@ macro_rules! cli_contract_tests {
 
 #[doc(hidden)]
 pub use serde_json as __serde_json;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tells_static_from_dynamic_executables() {
+        // /bin/sh is dynamically linked on every distribution we run on.
+        assert!(!super::is_static_elf("/bin/sh"));
+        assert!(!super::is_static_elf("/nonexistent"));
+        if std::path::Path::new("/usr/share/doc/busybox-static").exists() {
+            // Debian's busybox-static (the CI installs it) is static.
+            assert!(super::is_static_elf("/bin/busybox"));
+        }
+    }
+}
