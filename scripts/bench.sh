@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# bench.sh: the timed goals, measured against today's method in the same run.
+#
+#   export: `docker run ... busybox tar -czf` (today) vs orca-export gzip and zstd
+#   verify: `tar -tzf` vs orca-verify (all checks) on the same archive
+#   list:   orca-list over 500 backups
+#
+# Methods alternate within each round; medians are reported as ratios to the
+# baseline of the same run, with archive sizes and peak RSS (GNU time).
+# Environment: SIZE_MIB (default 1024), RUNS (default 3), KEEP=1 keeps the volume.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+size_mib="${SIZE_MIB:-1024}"
+runs="${RUNS:-3}"
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+[ -x /usr/bin/time ] || die "needs GNU time at /usr/bin/time (apt-get install time)"
+docker version >/dev/null 2>&1 || die "no Docker engine answers"
+command -v tar >/dev/null || die "needs tar"
+
+say "building (release)"
+(cd "$repo" && cargo build --release --quiet --workspace --bins)
+bin="$repo/target/release"
+"$bin/orca-test-images"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/orca-bench.XXXXXX")"
+hex="$(od -An -N5 -tx1 /dev/urandom | tr -d ' \n')"
+vol="orca-bench.apphost-${hex}-sql-data"
+small="orca-bench-small-${hex}"
+tiny="orca-bench-tiny-${hex}"
+export ORCA_HOME="$work/home"
+unset ORCA_CONFIG
+mkdir -p "$ORCA_HOME"
+cleanup() {
+    set +e
+    if [ "${KEEP:-0}" != 1 ]; then
+        docker volume rm -f "$vol" "$small" "$tiny" >/dev/null 2>&1
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+say "creating $vol: ${size_mib} MiB of SQL-Server-like data"
+docker volume create "$vol" >/dev/null
+"$bin/orca-gen-volume" "$vol" "$size_mib" 1
+docker volume create "$small" >/dev/null
+"$bin/orca-gen-volume" "$small" $((size_mib / 4)) 2
+
+# timed NAME COMMAND...: append "wall rss_kib" to $work/NAME.times. Dirty
+# pages of the previous run are flushed first (untimed), so no method pays
+# for another's writeback.
+timed() {
+    local name="$1"; shift
+    sync
+    /usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; die "$name failed"; }
+    cat "$work/t" >> "$work/$name.times"
+}
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+wall() { cut -d' ' -f1 < "$work/$1.times" | median; }
+rss_mib() { cut -d' ' -f2 < "$work/$1.times" | sort -n | tail -1 | awk '{printf "%.1f", $1/1024}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+bytes() { stat -c %s "$1"; }
+
+say "warming the page cache (so every method reads from memory alike)"
+c=$(docker create -v "$vol:/volume:ro" orca-test-empty:1 /x); docker cp "$c:/volume/." - >/dev/null; docker rm "$c" >/dev/null
+
+mkdir -p "$work/base" "$work/out"
+for i in $(seq 1 "$runs"); do
+    say "export round $i/$runs"
+    rm -f "$work/base/base.tar.gz" "$work"/out/*
+    timed today docker run --rm --network none -v "$vol:/volume:ro" -v "$work/base:/backup" orca-test-busybox:1 \
+        tar -czf /backup/base.tar.gz -C /volume .
+    timed gzip "$bin/orca-export" --volume "$vol" --output "$work/out/orca-db-bench.tar.gz"
+    timed zstd "$bin/orca-export" --volume "$vol" --output "$work/out/orca-db-bench.tar.zst"
+done
+base_size=$(bytes "$work/base/base.tar.gz")
+gzip_size=$(bytes "$work/out/orca-db-bench.tar.gz")
+zstd_size=$(bytes "$work/out/orca-db-bench.tar.zst")
+rm -f "$work/out"/orca-db-small*
+timed small_gzip "$bin/orca-export" --volume "$small" --output "$work/out/orca-db-small.tar.gz"
+
+for i in $(seq 1 "$runs"); do
+    say "verify round $i/$runs"
+    timed tar_tzf tar -tzf "$work/out/orca-db-bench.tar.gz"
+    timed verify "$bin/orca-verify" "$work/out/orca-db-bench.tar.gz"
+    timed verify_today "$bin/orca-verify" "$work/base/base.tar.gz"
+    timed tar_tzf_today tar -tzf "$work/base/base.tar.gz"
+done
+
+say "catalog of 500 backups"
+docker volume create "$tiny" >/dev/null
+c=$(docker create -v "$tiny:/v" orca-test-busybox:1 sh -c 'mkdir -p /v/data && echo x > /v/data/Orca.mdf')
+docker start -a "$c" >/dev/null; docker rm "$c" >/dev/null
+cat_dir="$ORCA_HOME/backups"
+"$bin/orca-export" --volume "$tiny" --output "$cat_dir/orca-db-seed.tar.gz" --tag bench >/dev/null 2>&1
+for i in $(seq 1 500); do
+    name="orca-db-$(date -u -d "@$(( 1767225600 - i * 3600 ))" +%Y-%m-%d-%H-%M).tar.gz"
+    cp "$cat_dir/orca-db-seed.tar.gz" "$cat_dir/$name"
+    cp "$cat_dir/orca-db-seed.tar.gz.sha256" "$cat_dir/$name.sha256"
+    sed "s/\"backup_name\": \"[^\"]*\"/\"backup_name\": \"$name\"/" "$cat_dir/orca-db-seed.tar.gz.json" > "$cat_dir/$name.json"
+done
+rm "$cat_dir"/orca-db-seed.tar.gz*
+for i in $(seq 1 "$runs"); do timed list "$bin/orca-list"; done
+count=$("$bin/orca-list" | grep -o '"count":[0-9]*')
+
+today=$(wall today); g=$(wall gzip); z=$(wall zstd)
+tt=$(wall tar_tzf); v=$(wall verify); vt=$(wall verify_today); ttt=$(wall tar_tzf_today)
+l=$(wall list)
+pass() { awk -v x="$1" -v lim="$2" 'BEGIN {print (x <= lim) ? "yes" : "NO"}'; }
+
+cat <<TABLE
+
+### Benchmark: $(date -u +%Y-%m-%d), $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), Docker $(docker version --format '{{.Server.Version}}'), ${size_mib} MiB volume, median of $runs
+
+| export | wall (s) | vs today | archive (bytes) | vs today | peak RSS (MiB) | target met |
+|---|---|---|---|---|---|---|
+| today: \`docker run busybox tar -czf\` | $today | 1.00 | $base_size | 1.000 | n/a (in the container) | |
+| orca-export gzip -6 | $g | $(ratio "$g" "$today") | $gzip_size | $(ratio "$gzip_size" "$base_size") | $(rss_mib gzip) | $(pass "$(ratio "$g" "$today")" 0.30) (<= 0.30x, size <= 1.02x: $(pass "$(ratio "$gzip_size" "$base_size")" 1.02), RSS <= 64: $(pass "$(rss_mib gzip)" 64)) |
+| orca-export zstd -3 | $z | $(ratio "$z" "$today") | $zstd_size | $(ratio "$zstd_size" "$base_size") | $(rss_mib zstd) | $(pass "$(ratio "$z" "$today")" 0.20) (<= 0.20x, RSS <= 64: $(pass "$(rss_mib zstd)" 64)) |
+| orca-export gzip, volume of $((size_mib / 4)) MiB | | | | | $(rss_mib small_gzip) | RSS flat with volume size |
+
+| verify | wall (s) | vs \`tar -tzf\` | peak RSS (MiB) | target met |
+|---|---|---|---|---|
+| \`tar -tzf\` on orca's archive | $tt | 1.00 | $(rss_mib tar_tzf) | |
+| orca-verify (all checks) on orca's archive | $v | $(ratio "$v" "$tt") | $(rss_mib verify) | $(pass "$(ratio "$v" "$tt")" 0.50) (<= 0.50x, RSS <= 64: $(pass "$(rss_mib verify)" 64)) |
+| \`tar -tzf\` on today's archive | $ttt | 1.00 | $(rss_mib tar_tzf_today) | |
+| orca-verify on today's archive (single gzip member) | $vt | $(ratio "$vt" "$ttt") | $(rss_mib verify_today) | |
+
+| catalog | wall (s) | target met |
+|---|---|---|
+| orca-list, $count backups with manifests | $l | $(pass "$l" 1.0) (< 1 s) |
+TABLE
