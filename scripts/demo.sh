@@ -6,16 +6,21 @@
 # backs it up twice with the real workflow into a temporary ORCA_HOME, lists
 # and verifies the backups, restores one into a second throwaway volume, and
 # removes everything it created (volumes, containers, images, files).
-# Needs Rust and Docker; pulls nothing.
+# Needs Rust and Docker; pulls nothing. DEMO_SIZE_MIB sets the volume size
+# (default 64); ORCA_BIN_DIR uses already built tools.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 size_mib="${DEMO_SIZE_MIB:-64}"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
-say "Building the tools (cargo build --release)"
-(cd "$repo" && cargo build --release --quiet --workspace --bins)
-bin="$repo/target/release"
+if [ -n "${ORCA_BIN_DIR:-}" ]; then
+    bin="$ORCA_BIN_DIR"
+else
+    say "Building the tools (cargo build --release)"
+    (cd "$repo" && cargo build --release --quiet --workspace --bins)
+    bin="$repo/target/release"
+fi
 export PATH="$bin:$PATH"
 
 hex="$(od -An -N5 -tx1 /dev/urandom | tr -d ' \n')"

@@ -15,4 +15,5 @@ mod export;
 mod foundation;
 mod prune;
 mod restore;
+mod scripts;
 mod verify;

@@ -221,6 +221,35 @@ mod tests {
         }
     }
 
+    /// The worked example in the README, kept honest.
+    #[test]
+    fn readme_worked_example() {
+        let mut items = series(15, 0, 5); // 0, 5, ..., 70 days
+        items.push(Item {
+            name: "orca-db-before-migration.tar.gz".into(),
+            kind: Kind::Named,
+            time: now() - Duration::days(365),
+            protected: false,
+        });
+        let d = decide(&items, DEFAULT, now());
+        let kept: Vec<bool> = d.iter().map(Decision::keeps).collect();
+        assert_eq!(kept, [[true; 10].as_slice(), &[false; 5], &[true]].concat());
+        assert_eq!(d[5].reason(), "newest 10, within 30 days");
+        assert_eq!(d[6].reason(), "newest 10");
+        assert_eq!(d[10].reason(), "older than 30 days and beyond newest 10");
+        assert_eq!(d[15].reason(), "named");
+        let d = decide(
+            &items,
+            Policy {
+                max_count: 3,
+                ..DEFAULT
+            },
+            now(),
+        );
+        let kept: Vec<bool> = d.iter().map(Decision::keeps).collect();
+        assert_eq!(kept, [[true; 6].as_slice(), &[false; 9], &[true]].concat());
+    }
+
     #[test]
     fn reasons_say_which_rule_decided() {
         let items = series(12, 0, 5); // 0, 5, ..., 55 days

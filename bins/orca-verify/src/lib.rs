@@ -267,10 +267,10 @@ pub fn verify<V: Visitor + Send>(
             report.uncompressed_bytes = summary.tar_bytes;
             report.content_bytes = summary.content_bytes;
             let fmt = decoded.format.map_or("tar", Format::as_str);
-            let members = if decoded.members > 0 {
-                format!(", {} gzip members", decoded.members)
-            } else {
-                String::new()
+            let members = match decoded.members {
+                0 => String::new(),
+                1 => ", 1 gzip member".to_string(),
+                n => format!(", {n} gzip members"),
             };
             report.checks.push(Check::pass(
                 "integrity",
