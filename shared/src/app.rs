@@ -33,6 +33,18 @@ pub trait ToolArgs: Parser {
     fn common(&self) -> &CommonArgs;
 }
 
+/// `impl ToolArgs` for a clap struct with a `common: CommonArgs` field.
+#[macro_export]
+macro_rules! tool_args {
+    ($cli:ty) => {
+        impl $crate::app::ToolArgs for $cli {
+            fn common(&self) -> &$crate::app::CommonArgs {
+                &self.common
+            }
+        }
+    };
+}
+
 /// What a tool's `run` gets: the record to extend, the config, its name.
 pub struct Ctx {
     /// The tool's name, for messages.

@@ -332,32 +332,9 @@ pub const MOUNT_PATH: &str = "/volume";
 impl HelperContainer {
     /// Create a helper that mounts `volume` at [`MOUNT_PATH`], read-only unless `writable`.
     pub fn create(image: &str, volume: &str, writable: bool) -> anyhow::Result<HelperContainer> {
-        let mount = format!(
-            "type=volume,source={volume},target={MOUNT_PATH}{}",
-            if writable { "" } else { ",readonly" }
-        );
-        let label = format!("{HELPER_LABEL}=true");
-        let pid_label = format!("{HELPER_PID_LABEL}={}", std::process::id());
-        let out = run(&[
-            "create",
-            "--label",
-            &label,
-            "--label",
-            &pid_label,
-            "--network",
-            "none",
-            "--mount",
-            &mount,
-            "--entrypoint",
-            "/orca-backup-helper-never-started",
-            image,
-        ])
-        .with_context(|| format!("cannot create a helper container for volume '{volume}'"))?;
-        let id = out.trim().to_string();
-        if id.is_empty() {
-            crate::fail!(Failure, "docker create printed no container id");
-        }
-        Ok(HelperContainer { id, removed: false })
+        let entrypoint = ["--entrypoint", "/orca-backup-helper-never-started"];
+        Self::create_with(image, volume, writable, &entrypoint, &[])
+            .with_context(|| format!("cannot create a helper container for volume '{volume}'"))
     }
 
     /// Create a container that runs `script` with `/bin/sh` as root, with
@@ -368,10 +345,27 @@ impl HelperContainer {
         volume: &str,
         script: &str,
     ) -> anyhow::Result<HelperContainer> {
-        let mount = format!("type=volume,source={volume},target={MOUNT_PATH}");
+        let options = ["--user", "0:0", "--entrypoint", "/bin/sh"];
+        Self::create_with(image, volume, true, &options, &["-c", script])
+            .with_context(|| format!("cannot create a helper container from image '{image}'"))
+    }
+
+    /// `docker create` with our labels, no network, the volume mount,
+    /// `options` before the image and `command` after it.
+    fn create_with(
+        image: &str,
+        volume: &str,
+        writable: bool,
+        options: &[&str],
+        command: &[&str],
+    ) -> anyhow::Result<HelperContainer> {
+        let mount = format!(
+            "type=volume,source={volume},target={MOUNT_PATH}{}",
+            if writable { "" } else { ",readonly" }
+        );
         let label = format!("{HELPER_LABEL}=true");
         let pid_label = format!("{HELPER_PID_LABEL}={}", std::process::id());
-        let out = run(&[
+        let mut args = vec![
             "create",
             "--label",
             &label,
@@ -379,21 +373,17 @@ impl HelperContainer {
             &pid_label,
             "--network",
             "none",
-            "--user",
-            "0:0",
             "--mount",
             &mount,
-            "--entrypoint",
-            "/bin/sh",
-            image,
-            "-c",
-            script,
-        ])
-        .with_context(|| format!("cannot create a helper container from image '{image}'"))?;
-        Ok(HelperContainer {
-            id: out.trim().to_string(),
-            removed: false,
-        })
+        ];
+        args.extend_from_slice(options);
+        args.push(image);
+        args.extend_from_slice(command);
+        let id = run(&args)?.trim().to_string();
+        if id.is_empty() {
+            crate::fail!(Failure, "docker create printed no container id");
+        }
+        Ok(HelperContainer { id, removed: false })
     }
 
     /// Start the container and wait for it; Ok(exit code, output).

@@ -365,19 +365,34 @@ mod tests {
         assert_eq!(percent_encode("/volume/."), "%2Fvolume%2F.");
     }
 
+    /// A fake engine on a Unix socket that answers one request with `parts`.
+    fn fake_engine(
+        parts: &'static [&'static [u8]],
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        std::thread::JoinHandle<()>,
+    ) {
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sock = dir.path().join("d.sock");
+        let listener = UnixListener::bind(&sock).expect("bind");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).expect("request");
+            for part in parts {
+                s.write_all(part).expect("response");
+            }
+        });
+        (dir, sock, server)
+    }
+
     #[test]
     fn daemon_errors_are_classified() {
-        use std::os::unix::net::UnixListener;
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("d.sock");
-        let listener = UnixListener::bind(&sock).unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).unwrap();
-            s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"message\":\"No such container: x\"}")
-                .unwrap();
-        });
+        let (dir, sock, server) = fake_engine(&[
+            b"HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"message\":\"No such container: x\"}",
+        ]);
         let e = socket_get(&sock, "x", "/volume/.").unwrap_err();
         server.join().unwrap();
         assert!(e.to_string().contains("No such container: x"), "{e}");
@@ -390,18 +405,10 @@ mod tests {
 
     #[test]
     fn body_starts_right_after_the_head() {
-        use std::os::unix::net::UnixListener;
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("d.sock");
-        let listener = UnixListener::bind(&sock).unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).unwrap();
-            s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: application/x-tar\r\n\r\nBODY-START")
-                .unwrap();
-            s.write_all(b"-AND-MORE").unwrap();
-        });
+        let (_dir, sock, server) = fake_engine(&[
+            b"HTTP/1.0 200 OK\r\nContent-Type: application/x-tar\r\n\r\nBODY-START",
+            b"-AND-MORE",
+        ]);
         let (mut stream, prefix) = socket_get(&sock, "x", "/volume/.").unwrap().unwrap();
         let mut rest = Vec::new();
         stream.read_to_end(&mut rest).unwrap();

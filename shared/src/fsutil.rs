@@ -132,6 +132,21 @@ pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Read until `buf` is full or the stream ends; the count read (0 at the end).
+/// Large, full reads keep the per-chunk costs down in the streaming pipelines.
+pub fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// The lock file every export and prune takes in a backups directory.
 pub const LOCK_FILE: &str = ".orca-backup.lock";
 

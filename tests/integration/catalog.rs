@@ -1,7 +1,6 @@
 //! Manifests beside archives, and orca-list.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -241,30 +240,8 @@ fn list_filters_and_formats() {
     )
     .ok();
     // An archive made by today's method: no manifest, no checksum.
-    let mount = format!("{}:/volume:ro", a.name);
-    let seed = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            &mount,
-            busybox_image(),
-            "tar",
-            "-czf",
-            "-",
-            "-C",
-            "/volume",
-            ".",
-        ])
-        .output()
-        .unwrap();
-    std::fs::write(
-        backups.join("orca-db-2025-10-31-14-30.tar.gz"),
-        &seed.stdout,
-    )
-    .unwrap();
+    let seed_gz = todays_archive(&a.name);
+    std::fs::write(backups.join("orca-db-2025-10-31-14-30.tar.gz"), &seed_gz).unwrap();
     // Things that are not backups are not listed.
     std::fs::write(backups.join("notes.txt"), b"x").unwrap();
     std::fs::write(backups.join("orca-db-z.tar.gz.1a2b3c.incomplete"), b"x").unwrap();

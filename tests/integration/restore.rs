@@ -73,28 +73,9 @@ fn restores_archives_made_by_todays_method() {
     let env = Env::new();
     env.config(r#"{"min_size_warning_mb": 0}"#);
     let vol = tricky_volume();
-    let mount = format!("{}:/volume:ro", vol.name);
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            &mount,
-            busybox_image(),
-            "tar",
-            "-czf",
-            "-",
-            "-C",
-            "/volume",
-            ".",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let out_gz = todays_archive(&vol.name);
     let seed = env.base().join("seed.tar.gz");
-    std::fs::write(&seed, &out.stdout).unwrap();
+    std::fs::write(&seed, &out_gz).unwrap();
     let new = NewName::new();
     restore(&env, &[seed.to_str().unwrap(), "--to-new-volume", &new.0]).ok();
     let d = listing::diff(&listing::of_volume(&vol.name), &listing::of_volume(&new.0));

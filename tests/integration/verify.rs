@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
 use crate::need_docker;
@@ -35,27 +34,8 @@ fn fixture() -> Fixture {
         made.push(out);
     }
     let seed = b.join("orca-db-seed.tar.gz");
-    let mount = format!("{}:/volume:ro", vol.name);
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            &mount,
-            busybox_image(),
-            "tar",
-            "-czf",
-            "-",
-            "-C",
-            "/volume",
-            ".",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    std::fs::write(&seed, &out.stdout).unwrap();
+    let out_gz = todays_archive(&vol.name);
+    std::fs::write(&seed, &out_gz).unwrap();
     Fixture {
         env,
         _vol: vol,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::{DateTime, Local};
 use clap::Parser;
-use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::names::{self, Compression, Kind};
 use orca_shared::{fail, paths};
 
@@ -48,11 +48,7 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
-impl ToolArgs for Cli {
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-}
+orca_shared::tool_args!(Cli);
 
 /// Choose the name and add it to the record.
 pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {

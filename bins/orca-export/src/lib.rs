@@ -16,17 +16,17 @@ pub mod pargz;
 pub mod sink;
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, Local, Utc};
 use clap::Parser;
-use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::docker::{self, ContainerRef, HelperContainer, StoppedContainers, VolumeInfo};
 use orca_shared::dockerstream::ArchiveStream;
-use orca_shared::fsutil::{self, AtomicFile, DirLock};
+use orca_shared::fsutil::{self, AtomicFile, DirLock, read_full};
 use orca_shared::interrupt;
 use orca_shared::manifest::{ContainerAtBackup, Manifest};
 use orca_shared::names::{self, Compression};
@@ -84,11 +84,7 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
-impl ToolArgs for Cli {
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-}
+orca_shared::tool_args!(Cli);
 
 /// What to export where.
 #[derive(Clone, Debug)]
@@ -609,18 +605,4 @@ pub fn stream_to(
         sha256,
         size,
     })
-}
-
-/// Read until `buf` is full or the stream ends.
-pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

@@ -6,7 +6,7 @@
 //! reports it with every candidate and the containers that mount it.
 
 use clap::Parser;
-use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::discover;
 
 /// Find the Orca SQL Server data volume and start the backup record.
@@ -24,11 +24,7 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
-impl ToolArgs for Cli {
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-}
+orca_shared::tool_args!(Cli);
 
 /// Find the volume and add `volume`, `candidates` and `in_use_by` to the record.
 pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {

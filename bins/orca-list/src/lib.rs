@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Local, NaiveDate, TimeZone, Utc};
 use clap::Parser;
-use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::catalog::{self, Found};
 use orca_shared::names::Kind;
 use orca_shared::{fail, paths};
@@ -72,11 +72,7 @@ pub enum Format {
     Table,
 }
 
-impl ToolArgs for Cli {
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-}
+orca_shared::tool_args!(Cli);
 
 /// One line of the catalog.
 #[derive(Clone, Debug, Serialize)]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::catalog::{Found, scan};
 use orca_shared::fsutil::{self, DirLock};
 use orca_shared::{ErrorKind, fail, paths};
@@ -73,11 +73,7 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
-impl ToolArgs for Cli {
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-}
+orca_shared::tool_args!(Cli);
 
 /// An entry of `pruned`, `kept` or `failed`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::Local;
 use clap::Parser;
-use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::docker::{self, ContainerRef, StoppedContainers, VolumeInfo};
 use orca_shared::names;
 use orca_shared::tarscan::{self, Entry, EntryType, Visitor};
@@ -71,11 +71,7 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
-impl ToolArgs for Cli {
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-}
+orca_shared::tool_args!(Cli);
 
 /// Checks every entry before a restore, and builds the archive's tree.
 #[derive(Debug, Default)]

@@ -184,8 +184,8 @@ pub fn read_back(volume: &str, image: &str, interruptible: bool) -> anyhow::Resu
     let mut scanner = Scanner::new(TreeBuilder::default());
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n =
-            orca_export::read_full(&mut stream, &mut buf).context("cannot read the volume back")?;
+        let n = orca_shared::fsutil::read_full(&mut stream, &mut buf)
+            .context("cannot read the volume back")?;
         if n == 0 {
             break;
         }

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread;
 
+use orca_shared::fsutil::read_full;
 use orca_shared::tarscan::{Scanner, Summary, Visitor};
 use sha2::{Digest, Sha256};
 
@@ -206,19 +207,6 @@ impl<V: Visitor> Sink<'_, V> {
 
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// The chunks the reader thread sends, as a byte source.

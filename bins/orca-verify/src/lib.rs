@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use orca_shared::app::{CommonArgs, Ctx, ToolArgs};
+use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::tarscan::{Entry, EntryType, Visitor};
 use orca_shared::{fail, paths};
 use serde::Serialize;
@@ -46,11 +46,7 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
-impl ToolArgs for Cli {
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-}
+orca_shared::tool_args!(Cli);
 
 /// One check's outcome.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

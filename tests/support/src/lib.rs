@@ -259,6 +259,32 @@ pub fn busybox_rootfs(busybox: &str) -> Vec<u8> {
     b.into_inner().expect("tar")
 }
 
+/// An archive of `volume` made by today's method, `tar -czf - -C /volume .`
+/// in a busybox container (the gzip bytes).
+pub fn todays_archive(volume: &str) -> Vec<u8> {
+    let mount = format!("{volume}:/volume:ro");
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            busybox_image(),
+        ])
+        .args(["tar", "-czf", "-", "-C", "/volume", "."])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run the docker CLI");
+    assert!(
+        out.status.success(),
+        "today's method failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A volume created for one test, removed (with its containers) on drop.
 pub struct TestVolume {
     /// The volume name.
