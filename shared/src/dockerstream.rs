@@ -101,11 +101,6 @@ impl ArchiveStream {
         })
     }
 
-    /// Whether the bytes come straight from the engine's socket.
-    pub fn is_direct(&self) -> bool {
-        !matches!(self.source, Source::Cli { .. })
-    }
-
     /// Stop the stream early (after an error on our side).
     pub fn abort(&self) {
         match &self.source {

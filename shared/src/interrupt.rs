@@ -51,13 +51,6 @@ pub fn check() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Mark the process as interrupted (for tests of cleanup paths).
-#[doc(hidden)]
-pub fn simulate() {
-    SIGNALS.fetch_add(1, Ordering::SeqCst);
-    run_hooks();
-}
-
 fn run_hooks() {
     let hooks = HOOKS.lock().map(|h| h.clone()).unwrap_or_default();
     for hook in hooks.iter().filter_map(Weak::upgrade) {

@@ -212,21 +212,6 @@ impl<V: Visitor> Scanner<V> {
         }
     }
 
-    /// The visitor.
-    pub fn visitor(&self) -> &V {
-        &self.visitor
-    }
-
-    /// Entries so far.
-    pub fn entries(&self) -> u64 {
-        self.summary.entries
-    }
-
-    /// Bytes fed so far.
-    pub fn bytes(&self) -> u64 {
-        self.offset
-    }
-
     fn error(&self, message: impl Into<String>) -> ScanError {
         ScanError {
             offset: self.offset,
@@ -498,16 +483,13 @@ fn number(field: &[u8]) -> Option<u64> {
         .skip_while(|b| **b == b' ' || **b == 0)
         .take_while(|b| **b != b' ' && **b != 0);
     let mut n: u64 = 0;
-    let mut any = false;
     for b in digits {
         if !(b'0'..=b'7').contains(b) {
             return None;
         }
         n = n.checked_mul(8)?.checked_add(u64::from(b - b'0'))?;
-        any = true;
     }
     // An all-blank field means 0 (some writers leave unused fields empty).
-    let _ = any;
     Some(n)
 }
 

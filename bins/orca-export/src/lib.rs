@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use chrono::{DateTime, Local, Utc};
+use chrono::{Local, Utc};
 use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::docker::{self, ContainerRef, HelperContainer, StoppedContainers, VolumeInfo};
@@ -126,8 +126,6 @@ pub struct ExportReport {
     pub uncompressed_bytes: u64,
     /// Entries in the archive.
     pub entries: u64,
-    /// Bytes of regular file data.
-    pub content_bytes: u64,
     /// Wall time.
     pub duration_ms: u64,
     /// Containers that mount the volume.
@@ -136,10 +134,6 @@ pub struct ExportReport {
     pub stopped_containers: Vec<ContainerRef>,
     /// No container was running on the volume during the copy.
     pub consistent: bool,
-    /// The volume, as docker described it.
-    pub volume_info: VolumeInfo,
-    /// When the copy started.
-    pub created_at: DateTime<Utc>,
     /// The checksum file written beside the archive.
     pub checksum_path: PathBuf,
     /// The manifest written beside the archive.
@@ -450,13 +444,10 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         sha256: streamed.sha256,
         uncompressed_bytes: streamed.summary.tar_bytes,
         entries: streamed.summary.entries,
-        content_bytes: streamed.summary.content_bytes,
         duration_ms: started.elapsed().as_millis() as u64,
         in_use_by,
         stopped_containers,
         consistent,
-        volume_info,
-        created_at,
         checksum_path,
         manifest_path,
     })
