@@ -256,7 +256,15 @@ fn the_demo_runs_and_leaves_nothing_behind() {
         ],
     )
     .ok();
-    let images = || docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let images = || {
+        let mut list: Vec<String> =
+            docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+                .lines()
+                .map(String::from)
+                .collect();
+        list.sort();
+        list
+    };
     let before = images();
     let out = Command::new(repo().join("scripts/demo.sh"))
         .env("ORCA_BIN_DIR", bin_dir())
