@@ -201,9 +201,17 @@ pub fn io_kind(err: &io::Error) -> Option<ErrorKind> {
 }
 
 /// The kind of an error chain: the outermost [`OrcaError`], else the first I/O
-/// error that maps to a kind, else `Failure`. An interrupt trumps everything:
-/// whatever broke after Ctrl-C broke because of it.
+/// error that maps to a kind, else `Failure`. An interrupt trumps nearly
+/// everything: whatever broke after Ctrl-C broke because of it.
 pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
+    // Except a failed rollback: that the volume may be incomplete matters more
+    // than why it happened.
+    if err
+        .downcast_ref::<OrcaError>()
+        .is_some_and(|e| e.kind == ErrorKind::RollbackFailed)
+    {
+        return ErrorKind::RollbackFailed;
+    }
     if crate::interrupt::interrupted() {
         return ErrorKind::Interrupted;
     }

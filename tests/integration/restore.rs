@@ -515,3 +515,39 @@ fn an_interrupted_restore_puts_everything_back() {
     assert_eq!(sql.state(), "running");
     assert!(helpers_on(&vol.name).is_empty());
 }
+
+#[test]
+fn when_the_rollback_fails_too_the_safety_backup_is_named_and_kept() {
+    need_docker!();
+    let env = Env::new();
+    env.config(r#"{"min_size_warning_mb": 0}"#);
+    let vol = TestVolume::named(&unique("orca-test-rbfail"));
+    vol.fill_sql_like(2 << 20, 41);
+    let archive = export(&env, &vol.name, "orca-db-rb.tar.gz");
+    // Every extraction into /volume is cut: the restore and its rollback fail.
+    let fake = FakeDocker::new(
+        r#"cp) if [ "$2" = "-" ] && [[ "$3" == *:/volume ]]; then head -c 100000 | "$REAL" cp - "$3"; cat > /dev/null; echo 'error during connect: unexpected EOF' >&2; exit 1; fi; exec "$REAL" "$@" ;;"#,
+    );
+    let run = Run::from_output(
+        env.cmd(
+            "orca-restore",
+            &[archive.to_str().unwrap(), "--volume", &vol.name],
+        )
+        .env("PATH", fake.path_var())
+        .output()
+        .unwrap(),
+    );
+    let msg = run.message();
+    let rec = run.fails_with(11);
+    assert_eq!(rec["error"]["code"], "rollback_failed");
+    assert_eq!(rec["rolled_back"], false);
+    let safety = rec["safety_backup"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains(&safety) && msg.contains("orca-restore"),
+        "{msg}"
+    );
+    // The previous contents are safe: the safety backup verifies and restores.
+    env.run("orca-verify", &[&safety]).ok();
+    restore(&env, &[&safety, "--volume", &vol.name]).ok();
+    assert!(helpers_on(&vol.name).is_empty());
+}
