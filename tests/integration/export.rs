@@ -650,3 +650,45 @@ pub fn export_archive(env: &Env, vol: &str, name: &str) -> PathBuf {
     export_to(env, vol, &out, &[]);
     out
 }
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    need_docker!();
+    let env = Env::new();
+    let vol = TestVolume::named(&unique("orca-test-progress"));
+    vol.fill_sql_like(64 << 20, 12);
+    // Piped stderr: no progress, only the closing note.
+    let out = env.backups().join("orca-db-p1.tar.gz");
+    let run = env.run(
+        "orca-export",
+        &[
+            "--volume",
+            &vol.name,
+            "--output",
+            out.to_str().unwrap(),
+            "--level",
+            "9",
+        ],
+    );
+    assert!(!run.stderr.contains("exporting"), "{}", run.stderr);
+    run.ok();
+    // A terminal (script gives one): bytes, rate and elapsed are drawn.
+    let out = env.backups().join("orca-db-p2.tar.gz");
+    let cmd = format!(
+        "{} --volume {} --output {} --level 9 > /dev/null",
+        bin("orca-export").display(),
+        vol.name,
+        out.display()
+    );
+    let shown = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("ORCA_HOME", env.base())
+        .env_remove("ORCA_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    assert!(text.contains(&format!("exporting {}", vol.name)), "{text}");
+    assert!(text.contains("MiB/s") || text.contains("KiB/s"), "{text}");
+    assert!(out.exists());
+}
