@@ -151,20 +151,7 @@ pub struct Plan {
 
 /// Restore; the record gets the outcome even when it fails.
 pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
-    let record_path = ctx.record.str("backup_path")?.map(PathBuf::from);
-    let archive = match (&cli.archive, &record_path) {
-        (Some(p), _) | (None, Some(p)) => p.clone(),
-        (None, None) => fail!(
-            Usage,
-            "no archive to restore: pass its path (orca-restore ARCHIVE) or pipe a record with backup_path"
-        ),
-    };
-    paths::utf8(&archive)?;
-    let record_sha = if record_path.as_deref() == Some(archive.as_path()) {
-        ctx.record.str("sha256")?.map(String::from)
-    } else {
-        None
-    };
+    let (archive, record_sha) = orca_verify::archive_from(cli.archive.as_deref(), ctx, "restore")?;
 
     // 1. Verify and scan before touching anything.
     ctx.note(format!("verifying {}", archive.display()));

@@ -454,15 +454,21 @@ fn checksum_check(path: &Path, actual: &str, opts: &Options, warnings: &mut Vec<
     }
 }
 
-/// Verify the archive and add the results to the record.
-pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+/// The archive a step works on, the argument else the record's `backup_path`,
+/// with the record's `sha256` when it describes that same archive. `verb`
+/// names the step in the usage error ("verify", "restore").
+pub fn archive_from(
+    arg: Option<&Path>,
+    ctx: &Ctx,
+    verb: &str,
+) -> anyhow::Result<(PathBuf, Option<String>)> {
     let record_path = ctx.record.str("backup_path")?.map(PathBuf::from);
-    let path = match (&cli.archive, &record_path) {
-        (Some(p), _) => p.clone(),
+    let path = match (arg, &record_path) {
+        (Some(p), _) => p.to_path_buf(),
         (None, Some(p)) => p.clone(),
         (None, None) => fail!(
             Usage,
-            "no archive to verify: pass its path (orca-verify ARCHIVE) or pipe a record with backup_path"
+            "no archive to {verb}: pass its path (orca-{verb} ARCHIVE) or pipe a record with backup_path"
         ),
     };
     paths::utf8(&path)?;
@@ -472,6 +478,13 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     } else {
         None
     };
+    Ok((path, record_sha))
+}
+
+/// Verify the archive and add the results to the record.
+pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let (path, record_sha) = archive_from(cli.archive.as_deref(), ctx, "verify")?;
+    let record_path_given = ctx.record.get("backup_path").is_some();
     let opts = Options {
         min_size_mb: ctx.config.min_size_warning_mb,
         expected_sha256: cli.sha256.or(record_sha),
@@ -482,7 +495,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         ctx.warn(w);
     }
     let rec = &mut ctx.record;
-    if record_path.is_none() {
+    if !record_path_given {
         rec.set("backup_path", paths::utf8(&path)?);
     }
     rec.set("verified", report.verified);
