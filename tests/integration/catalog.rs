@@ -145,18 +145,7 @@ fn corrupt_or_foreign_manifests_are_warnings_never_trusted() {
     let corrupt = env.backups().join("orca-db-corrupt.tar.gz");
     let foreign = env.backups().join("orca-db-foreign.tar.gz");
     for out in [&corrupt, &foreign] {
-        env.run(
-            "orca-export",
-            &[
-                "--volume",
-                &vol.name,
-                "--output",
-                out.to_str().unwrap(),
-                "--tag",
-                "t",
-            ],
-        )
-        .ok();
+        export_run(&env, &vol.name, out, &["--tag", "t"]).ok();
     }
     std::fs::write(
         format!("{}.json", corrupt.display()),
@@ -407,18 +396,11 @@ fn restore_shows_what_the_manifest_says() {
     let vol = TestVolume::named(&unique("orca-test-rm"));
     vol.sh("echo a > /v/a.mdf");
     let out = env.backups().join("orca-db-shown.tar.gz");
-    env.run(
-        "orca-export",
-        &[
-            "--volume",
-            &vol.name,
-            "--output",
-            out.to_str().unwrap(),
-            "--description",
-            "known good",
-            "--tag",
-            "golden",
-        ],
+    export_run(
+        &env,
+        &vol.name,
+        &out,
+        &["--description", "known good", "--tag", "golden"],
     )
     .ok();
     let run = env.run(

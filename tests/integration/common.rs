@@ -191,6 +191,18 @@ impl Env {
     }
 }
 
+/// `orca-export --volume VOL --output OUT EXTRA...` in `env`.
+pub fn export_run(env: &Env, volume: &str, out: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "--volume",
+        volume,
+        "--output",
+        out.to_str().expect("UTF-8 test path"),
+    ];
+    args.extend_from_slice(extra);
+    env.run("orca-export", &args)
+}
+
 /// Run a prepared command with `input` on stdin.
 pub fn run_with_stdin(mut c: Command, input: &str) -> Run {
     use std::io::Write;

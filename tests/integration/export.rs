@@ -82,9 +82,7 @@ fn sh_ok(cmd: &str) -> String {
 }
 
 fn export_to(env: &Env, vol: &str, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["--volume", vol, "--output", out.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    env.run("orca-export", &args).ok()
+    export_run(env, vol, out, extra).ok()
 }
 
 #[test]
@@ -323,32 +321,11 @@ fn refuses_to_overwrite_unless_granted() {
 fn mismatched_extension_and_bad_level_are_usage_errors() {
     let env = Env::new();
     let out = env.backups().join("orca-db-x.tar.gz");
-    let run = env.run(
-        "orca-export",
-        &[
-            "--volume",
-            "v",
-            "--output",
-            out.to_str().unwrap(),
-            "--compression",
-            "zstd",
-        ],
-    );
+    let run = export_run(&env, "v", &out, &["--compression", "zstd"]);
     let msg = run.message();
     run.fails_with(2);
     assert!(msg.contains(".tar.zst"), "{msg}");
-    env.run(
-        "orca-export",
-        &[
-            "--volume",
-            "v",
-            "--output",
-            out.to_str().unwrap(),
-            "--level",
-            "12",
-        ],
-    )
-    .fails_with(2);
+    export_run(&env, "v", &out, &["--level", "12"]).fails_with(2);
 }
 
 #[test]
@@ -356,15 +333,7 @@ fn missing_volume_is_exit_4_and_leaves_nothing() {
     need_docker!();
     let env = Env::new();
     let out = env.backups().join("orca-db-none.tar.gz");
-    let run = env.run(
-        "orca-export",
-        &[
-            "--volume",
-            "orca-test-no-such-volume-xyz",
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
+    let run = export_run(&env, "orca-test-no-such-volume-xyz", &out, &[]);
     let msg = run.message();
     run.fails_with(4);
     assert!(msg.contains("orca-test-no-such-volume-xyz"), "{msg}");
@@ -600,16 +569,7 @@ fn stop_restarts_containers_when_the_export_fails() {
     let dir = tempfile::tempdir().unwrap();
     let _ro = ReadOnlyDir::new(dir.path());
     let out = dir.path().join("orca-db-x.tar.gz");
-    let run = env.run(
-        "orca-export",
-        &[
-            "--volume",
-            &vol.name,
-            "--output",
-            out.to_str().unwrap(),
-            "--stop",
-        ],
-    );
+    let run = export_run(&env, &vol.name, &out, &["--stop"]);
     assert!(run.stderr.contains("starting container"), "{}", run.stderr);
     run.fails_with(8);
     assert_eq!(sql.state(), "running");
@@ -659,17 +619,7 @@ fn progress_shows_on_a_terminal_only() {
     vol.fill_sql_like(64 << 20, 12);
     // Piped stderr: no progress, only the closing note.
     let out = env.backups().join("orca-db-p1.tar.gz");
-    let run = env.run(
-        "orca-export",
-        &[
-            "--volume",
-            &vol.name,
-            "--output",
-            out.to_str().unwrap(),
-            "--level",
-            "9",
-        ],
-    );
+    let run = export_run(&env, &vol.name, &out, &["--level", "9"]);
     assert!(!run.stderr.contains("exporting"), "{}", run.stderr);
     run.ok();
     // A terminal (script gives one): bytes, rate and elapsed are drawn.

@@ -246,16 +246,7 @@ fn the_demo_runs_and_leaves_nothing_behind() {
     empty_image();
     let env = Env::new();
     let warm = TestVolume::named(&unique("orca-test-demo-warm"));
-    env.run(
-        "orca-export",
-        &[
-            "--volume",
-            &warm.name,
-            "--output",
-            env.backups().join("orca-db-w.tar").to_str().unwrap(),
-        ],
-    )
-    .ok();
+    export_run(&env, &warm.name, &env.backups().join("orca-db-w.tar"), &[]).ok();
     let images = || {
         let mut list: Vec<String> =
             docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
