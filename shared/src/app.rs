@@ -112,6 +112,7 @@ pub fn main<A: ToolArgs>(
         Err(e) => return fail(tool, record, &e),
     };
     loaded.print_warnings(tool);
+    crate::engine::configure(loaded.config.timeouts());
     let mut ctx = Ctx {
         tool,
         record,

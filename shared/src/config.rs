@@ -70,6 +70,9 @@ pub struct Config {
     pub stop_timeout_seconds: u64,
     /// A local image for helper containers (default: one orca creates, empty).
     pub helper_image: Option<String>,
+    /// How long one Docker request may take (and the longest silence in a stream).
+    #[serde(deserialize_with = "non_negative")]
+    pub engine_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -85,6 +88,7 @@ impl Default for Config {
             retention: Retention::default(),
             stop_timeout_seconds: 30,
             helper_image: None,
+            engine_timeout_seconds: 60,
         }
     }
 }
@@ -101,6 +105,7 @@ const KNOWN_KEYS: &[&str] = &[
     "retention",
     "stop_timeout_seconds",
     "helper_image",
+    "engine_timeout_seconds",
 ];
 const KNOWN_RETENTION_KEYS: &[&str] = &["max_count", "max_age_days", "keep_named"];
 
@@ -231,6 +236,28 @@ impl Config {
                 );
             }
         }
+        for (key, value, min, max) in [
+            (
+                "stop_timeout_seconds",
+                config.stop_timeout_seconds,
+                0,
+                86_400,
+            ),
+            (
+                "engine_timeout_seconds",
+                config.engine_timeout_seconds,
+                1,
+                3_600,
+            ),
+        ] {
+            if !(min..=max).contains(&value) {
+                crate::fail!(
+                    Usage,
+                    "invalid config {file}: line {}: key '{key}': {value} is out of range (give {min} to {max})",
+                    line_of(text, &[key])
+                );
+            }
+        }
         if let Err(e) = glob::Pattern::new(&config.volume_pattern) {
             crate::fail!(
                 Usage,
@@ -246,6 +273,14 @@ impl Config {
         match self.compression_level {
             Some(level) if compression == self.compression => level,
             _ => compression.default_level(),
+        }
+    }
+
+    /// The deadlines of engine requests.
+    pub fn timeouts(&self) -> crate::engine::Timeouts {
+        crate::engine::Timeouts {
+            request: std::time::Duration::from_secs(self.engine_timeout_seconds),
+            stop_grace: std::time::Duration::from_secs(self.stop_timeout_seconds),
         }
     }
 
@@ -385,6 +420,16 @@ mod tests {
                 "volume_pattern",
             ),
             ("{\n\"a\": 1,\n}", "line 3", "JSON syntax"),
+            (
+                "{\n\"engine_timeout_seconds\": 0\n}",
+                "line 2",
+                "engine_timeout_seconds",
+            ),
+            (
+                "{\n\"stop_timeout_seconds\": 99999999\n}",
+                "line 2",
+                "stop_timeout_seconds",
+            ),
             ("[1]", "line 1", "one JSON object"),
         ];
         for (text, line, key) in cases {

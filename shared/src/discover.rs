@@ -84,14 +84,13 @@ pub fn discover(config: &Config) -> anyhow::Result<Discovery> {
             config.volume_pattern
         )
     })?;
-    let names: Vec<String> = docker::volume_names(&config.volume_filter)?
+    let infos: Vec<docker::VolumeInfo> = docker::volumes(&config.volume_filter)?
         .into_iter()
-        .filter(|n| pattern.matches(n))
+        .filter(|v| pattern.matches(&v.name))
         .collect();
-    if names.is_empty() {
+    if infos.is_empty() {
         return Err(not_found(config));
     }
-    let infos = volume_infos(&names)?;
     let mut candidates = Vec::new();
     for info in infos {
         candidates.push(Candidate {
@@ -122,15 +121,6 @@ pub fn discover(config: &Config) -> anyhow::Result<Discovery> {
         candidates,
         explanation,
     })
-}
-
-fn volume_infos(names: &[String]) -> anyhow::Result<Vec<docker::VolumeInfo>> {
-    let mut args = vec!["volume", "inspect", "--"];
-    args.extend(names.iter().map(String::as_str));
-    let out = docker::run(&args)?;
-    let infos: Vec<docker::VolumeInfo> = serde_json::from_str(&out)
-        .map_err(|e| crate::err!(Failure, "cannot read `docker volume inspect` output: {e}"))?;
-    Ok(infos)
 }
 
 fn not_found(config: &Config) -> anyhow::Error {

@@ -1,176 +1,83 @@
-//! Running the `docker` CLI and making sense of what it says.
+//! What orca asks of Docker, in its own terms: volumes, the containers that use
+//! them, helper containers, stopping and starting. Everything goes through the
+//! Engine API client in [`crate::engine`]; errors come back classified (engine
+//! unreachable: exit 3, no such volume: exit 4, anything else: exit 1 with
+//! Docker's own message).
 //!
-//! We drive the CLI rather than the Engine API so that whatever the user's
-//! `docker` talks to (contexts, Docker Desktop's sockets and named pipes,
-//! `DOCKER_HOST`) is what we talk to. Errors are classified once, here: CLI
-//! missing or daemon unreachable (exit 3), no such volume (exit 4), anything else
-//! (exit 1, with docker's own message).
-//!
-//! Helper containers are created from a local image and never started: Docker's
-//! archive API reads and writes a created container's mounts directly. They carry
-//! the label `org.orca-backup.helper` (and the creating process id) and are
-//! removed by a guard, also on errors and interrupts.
+//! Helper containers are created from a local image and, except the one that
+//! empties a volume, never started: the archive API reads and writes a created
+//! container's mounts directly. They carry [`HELPER_LABEL`] and the labels of
+//! the process that made them ([`crate::creator`]), are removed by a guard (also
+//! on errors and interrupts), and a helper whose creator is gone (a killed run)
+//! is removed by the next tool that creates one.
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::io;
-use std::process::Output;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Once;
 
-use anyhow::Context;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters as q;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::creator::{Creator, Liveness};
+use crate::engine::{self, EngineError, Mode};
 use crate::exit::{ErrorKind, OrcaError};
 
 /// The image orca creates when no `helper_image` is configured: empty, made
-/// locally with `docker import`, never pulled, never run.
+/// locally by importing an empty tar, never pulled, never run.
 pub const HELPER_IMAGE: &str = "orca-backup-helper:empty";
 /// Label on every helper container and on the helper image.
 pub const HELPER_LABEL: &str = "org.orca-backup.helper";
-/// Label holding the pid of the process that created a helper container.
-pub const HELPER_PID_LABEL: &str = "org.orca-backup.pid";
+/// Where a helper container mounts the volume.
+pub const MOUNT_PATH: &str = "/volume";
 
-/// The docker program: `docker` from PATH.
-fn program() -> OsString {
-    OsString::from("docker")
+/// The engine, or the error that says why there is none.
+fn connected() -> anyhow::Result<std::sync::Arc<engine::Engine>> {
+    engine::engine()
 }
 
-/// A `docker` command line, ready to run.
-pub fn command(args: &[&str]) -> duct::Expression {
-    let expr = duct::cmd(program(), args).unchecked();
-    own_process_group(expr)
-}
-
-/// Run docker children in their own process group, so a Ctrl-C in the terminal
-/// reaches only us: we then stop the stream ourselves and run the cleanup
-/// commands (remove helper, restart containers) without them being killed too.
-pub fn own_process_group(expr: duct::Expression) -> duct::Expression {
-    #[cfg(unix)]
-    {
-        expr.before_spawn(|cmd| {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-            Ok(())
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        expr
-    }
-}
-
-/// Run `docker args...`, returning stdout; a failure is classified.
-pub fn run(args: &[&str]) -> anyhow::Result<String> {
-    let output = command(args)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .run();
-    finish(args, output)
-}
-
-/// Run `docker args...` with `input` on stdin, returning stdout.
-pub fn run_with_input(args: &[&str], input: Vec<u8>) -> anyhow::Result<String> {
-    let output = command(args)
-        .stdin_bytes(input)
-        .stdout_capture()
-        .stderr_capture()
-        .run();
-    finish(args, output)
-}
-
-fn finish(args: &[&str], output: io::Result<Output>) -> anyhow::Result<String> {
-    let output = output.map_err(|e| spawn_error(&e))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(classify(args, &String::from_utf8_lossy(&output.stderr)))
-    }
-}
-
-/// The error for a docker CLI that could not be started.
-pub fn spawn_error(e: &io::Error) -> anyhow::Error {
-    if e.kind() == io::ErrorKind::NotFound {
-        crate::err!(
-            DockerUnavailable,
-            "the docker CLI was not found on PATH: install Docker Desktop (or the docker CLI) and make sure `docker` is on PATH"
-        )
-    } else {
-        crate::err!(DockerUnavailable, "cannot run the docker CLI: {e}")
-    }
-}
-
-/// Turn docker's stderr into an error of the right kind.
-pub fn classify(args: &[&str], stderr: &str) -> anyhow::Error {
-    let text = crate::exit::one_line(stderr.trim());
-    let lower = text.to_lowercase();
-    let what = format!("docker {}", args.first().copied().unwrap_or(""));
-    if lower.contains("permission denied while trying to connect to the docker") {
-        return crate::err!(
-            DockerUnavailable,
-            "Docker is not reachable: permission denied on the Docker socket ({text}); add your user to the 'docker' group or run with the rights Docker needs"
-        );
-    }
-    let unreachable = [
-        "cannot connect to the docker daemon",
-        "is the docker daemon running",
-        "error during connect",
-        "failed to connect to the docker api",
-        "docker daemon is not running",
-        "the docker daemon is not running",
-        "connection refused",
-    ];
-    if unreachable.iter().any(|n| lower.contains(n)) {
-        return crate::err!(
-            DockerUnavailable,
-            "Docker is not running or not reachable ({text}): start Docker Desktop, or the docker service (`sudo systemctl start docker`), and try again"
-        );
-    }
-    if lower.contains("no such volume") {
-        return crate::err!(VolumeNotFound, "{what} failed: {text}");
-    }
-    if text.is_empty() {
-        return crate::err!(Failure, "{what} failed without a message");
-    }
-    crate::err!(Failure, "{what} failed: {text}")
-}
-
-/// A volume as `docker volume inspect` describes it.
+/// A volume as the engine describes it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct VolumeInfo {
     /// The volume name.
-    #[serde(rename = "Name")]
     pub name: String,
     /// The volume driver (`local` almost always).
-    #[serde(rename = "Driver", default)]
     pub driver: String,
     /// Labels (Aspire and compose set some).
-    #[serde(rename = "Labels", default, deserialize_with = "null_map")]
     pub labels: BTreeMap<String, String>,
     /// Driver options (`type`, `o`, `device` for bind-backed local volumes).
-    #[serde(rename = "Options", default, deserialize_with = "null_map")]
     pub options: BTreeMap<String, String>,
     /// When it was created (RFC 3339).
-    #[serde(rename = "CreatedAt", default)]
     pub created_at: String,
     /// Where the data lives on the engine's host (not always visible to us).
-    #[serde(rename = "Mountpoint", default)]
     pub mountpoint: String,
 }
 
-fn null_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
+impl From<bollard::models::Volume> for VolumeInfo {
+    fn from(v: bollard::models::Volume) -> Self {
+        VolumeInfo {
+            name: v.name,
+            driver: v.driver,
+            labels: v.labels.into_iter().collect(),
+            options: v.options.into_iter().collect(),
+            created_at: v.created_at.unwrap_or_default(),
+            mountpoint: v.mountpoint,
+        }
+    }
 }
 
 /// Inspect a volume; `None` when it does not exist.
 pub fn volume_inspect(name: &str) -> anyhow::Result<Option<VolumeInfo>> {
-    match run(&["volume", "inspect", "--", name]) {
-        Ok(out) => {
-            let mut list: Vec<VolumeInfo> = serde_json::from_str(&out)
-                .with_context(|| format!("cannot read `docker volume inspect {name}` output"))?;
-            Ok(list.pop())
-        }
-        Err(e) if crate::exit::kind_of(&e) == ErrorKind::VolumeNotFound => Ok(None),
-        Err(e) => Err(e),
+    let e = connected()?;
+    let docker = e.docker().clone();
+    match e.call(
+        engine::timeouts().request,
+        Mode::Interruptible,
+        docker.inspect_volume(name),
+    ) {
+        Ok(v) => Ok(Some(v.into())),
+        Err(EngineError::Api { status: 404, .. }) => Ok(None),
+        Err(err) => Err(err.into_error(&format!("inspect volume '{name}'"))),
     }
 }
 
@@ -185,20 +92,81 @@ pub fn require_volume(name: &str) -> anyhow::Result<VolumeInfo> {
     }
 }
 
+/// Volumes whose name matches docker's `name=` filter (empty: all), sorted by name.
+pub fn volumes(name_filter: &str) -> anyhow::Result<Vec<VolumeInfo>> {
+    let e = connected()?;
+    let docker = e.docker().clone();
+    let filters = (!name_filter.is_empty())
+        .then(|| HashMap::from([("name".to_string(), vec![name_filter.to_string()])]));
+    let list = e
+        .call(
+            engine::timeouts().request,
+            Mode::Interruptible,
+            docker.list_volumes(Some(q::ListVolumesOptions { filters })),
+        )
+        .map_err(|err| err.into_error("list volumes"))?;
+    let mut out: Vec<VolumeInfo> = list
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(VolumeInfo::from)
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// Names of volumes whose name matches docker's `name=` filter (empty: all).
 pub fn volume_names(name_filter: &str) -> anyhow::Result<Vec<String>> {
-    let filter = format!("name={name_filter}");
-    let mut args = vec!["volume", "ls", "--format", "{{.Name}}"];
-    if !name_filter.is_empty() {
-        args.extend(["--filter", filter.as_str()]);
+    Ok(volumes(name_filter)?.into_iter().map(|v| v.name).collect())
+}
+
+/// Create a volume with `info`'s name, driver, options and labels (plus `extra_labels`).
+pub fn volume_create(info: &VolumeInfo, extra_labels: &[(String, String)]) -> anyhow::Result<()> {
+    let e = connected()?;
+    let docker = e.docker().clone();
+    let mut labels: HashMap<String, String> = info.labels.clone().into_iter().collect();
+    labels.extend(extra_labels.iter().cloned());
+    let body = bollard::models::VolumeCreateRequest {
+        name: Some(info.name.clone()),
+        driver: (!info.driver.is_empty()).then(|| info.driver.clone()),
+        driver_opts: Some(info.options.clone().into_iter().collect()),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    e.call(
+        engine::timeouts().request,
+        Mode::Cleanup,
+        docker.create_volume(body),
+    )
+    .map(drop)
+    .map_err(|err| err.into_error(&format!("create volume '{}'", info.name)))
+}
+
+/// What removing a volume did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// It is gone.
+    Yes,
+    /// A container uses it: nothing changed.
+    InUse(String),
+}
+
+/// Remove a volume (not forced: a volume in use stays).
+pub fn volume_remove(name: &str) -> anyhow::Result<Removed> {
+    let e = connected()?;
+    let docker = e.docker().clone();
+    match e.call(
+        engine::timeouts().request,
+        Mode::Cleanup,
+        docker.remove_volume(name, None::<q::RemoveVolumeOptions>),
+    ) {
+        Ok(()) | Err(EngineError::Api { status: 404, .. }) => Ok(Removed::Yes),
+        Err(EngineError::Api {
+            status: 409,
+            message,
+        }) => Ok(Removed::InUse(message)),
+        Err(err) => Err(err.into_error(&format!("remove volume '{name}'"))),
     }
-    let out = run(&args)?;
-    Ok(out
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
 }
 
 /// A container that mounts a volume.
@@ -210,89 +178,133 @@ pub struct ContainerRef {
     pub name: String,
     /// Image the container runs.
     pub image: String,
-    /// running, exited, created, paused, restarting...
+    /// running, exited, created, paused, restarting... or `unknown` when the
+    /// engine did not say.
     pub state: String,
 }
 
 impl ContainerRef {
-    /// Whether the container's processes may be writing to the volume.
+    /// Whether the container's processes may be writing to the volume. Fails
+    /// closed: a state that cannot be read counts as running.
     pub fn is_active(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "paused" | "restarting")
+        !matches!(
+            self.state.as_str(),
+            "created" | "exited" | "dead" | "removing"
+        )
     }
-}
-
-#[derive(Deserialize)]
-struct PsLine {
-    #[serde(rename = "ID")]
-    id: String,
-    #[serde(rename = "Names")]
-    names: String,
-    #[serde(rename = "Image")]
-    image: String,
-    #[serde(rename = "State", default)]
-    state: String,
-    #[serde(rename = "Labels", default)]
-    labels: String,
 }
 
 /// Containers (any state) that mount `volume`, our own helpers excluded.
 pub fn containers_using(volume: &str) -> anyhow::Result<Vec<ContainerRef>> {
-    let filter = format!("volume={volume}");
-    let out = run(&[
-        "ps",
-        "-a",
-        "--no-trunc",
-        "--filter",
-        &filter,
-        "--format",
-        "{{json .}}",
-    ])?;
+    let e = connected()?;
+    let docker = e.docker().clone();
+    let options = q::ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "volume".to_string(),
+            vec![volume.to_string()],
+        )])),
+        ..Default::default()
+    };
+    let list = e
+        .call(
+            engine::timeouts().request,
+            Mode::Interruptible,
+            docker.list_containers(Some(options)),
+        )
+        .map_err(|err| err.into_error(&format!("list the containers using volume '{volume}'")))?;
     let mut found = Vec::new();
-    for line in out.lines().filter(|l| !l.trim().is_empty()) {
-        let ps: PsLine = serde_json::from_str(line)
-            .with_context(|| format!("cannot read `docker ps` output line {line:?}"))?;
-        if ps.labels.contains(HELPER_LABEL) {
+    for c in list {
+        if c.labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(HELPER_LABEL))
+        {
             continue;
         }
-        found.push(ContainerRef {
-            id: ps.id,
-            name: ps.names,
-            image: ps.image,
-            state: ps.state,
-        });
+        found.push(summary_ref(&c));
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
 }
 
+fn summary_ref(c: &bollard::models::ContainerSummary) -> ContainerRef {
+    let state = match &c.state {
+        Some(s) if !s.to_string().is_empty() => s.to_string(),
+        _ => "unknown".to_string(),
+    };
+    ContainerRef {
+        id: c.id.clone().unwrap_or_default(),
+        name: c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        image: c.image.clone().unwrap_or_default(),
+        state,
+    }
+}
+
+/// What orca needs to know of a container beyond its summary.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerDetails {
+    /// Started with `--rm`: stopping it deletes it.
+    pub auto_remove: bool,
+    /// Its environment (`KEY=value`); holds secrets, never written anywhere.
+    pub env: Vec<String>,
+    /// Its image as configured.
+    pub image: String,
+    /// Where each volume is mounted: volume name -> path in the container.
+    pub volume_mounts: BTreeMap<String, String>,
+}
+
+/// Inspect a container; `None` when it is gone.
+pub fn container_details(id: &str) -> anyhow::Result<Option<ContainerDetails>> {
+    let e = connected()?;
+    let docker = e.docker().clone();
+    match e.call(
+        engine::timeouts().request,
+        Mode::Interruptible,
+        docker.inspect_container(id, None::<q::InspectContainerOptions>),
+    ) {
+        Ok(c) => {
+            let config = c.config.unwrap_or_default();
+            let volume_mounts = c
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| Some((m.name?, m.destination?)))
+                .collect();
+            Ok(Some(ContainerDetails {
+                auto_remove: c.host_config.and_then(|h| h.auto_remove).unwrap_or(false),
+                env: config.env.unwrap_or_default(),
+                image: config.image.unwrap_or_default(),
+                volume_mounts,
+            }))
+        }
+        Err(EngineError::Api { status: 404, .. }) => Ok(None),
+        Err(err) => Err(err.into_error(&format!("inspect container {}", short(id)))),
+    }
+}
+
 /// The engine's version, e.g. "28.2.2".
 pub fn server_version() -> anyhow::Result<String> {
-    Ok(run(&["version", "--format", "{{.Server.Version}}"])?
-        .trim()
-        .to_string())
+    Ok(connected()?.server_version().to_string())
 }
 
 /// Whether a local image exists (never pulls).
 pub fn image_exists(image: &str) -> anyhow::Result<bool> {
-    let out = command(&["image", "inspect", "--format", "{{.Id}}", "--", image])
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .run()
-        .map_err(|e| spawn_error(&e))?;
-    if output_ok(&out) {
-        return Ok(true);
+    let e = connected()?;
+    let docker = e.docker().clone();
+    match e.call(
+        engine::timeouts().request,
+        Mode::Interruptible,
+        docker.inspect_image(image),
+    ) {
+        Ok(_) => Ok(true),
+        Err(EngineError::Api { status: 404, .. }) => Ok(false),
+        Err(err) => Err(err.into_error(&format!("inspect image '{image}'"))),
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.to_lowercase().contains("no such image") {
-        Ok(false)
-    } else {
-        Err(classify(&["image", "inspect"], &stderr))
-    }
-}
-
-fn output_ok(out: &Output) -> bool {
-    out.status.success()
 }
 
 /// The image for helper containers: `helper_image` from config (must exist
@@ -308,106 +320,220 @@ pub fn ensure_helper_image(configured: Option<&str>) -> anyhow::Result<String> {
         );
     }
     if !image_exists(HELPER_IMAGE)? {
+        let e = connected()?;
+        let docker = e.docker().clone();
+        let (repo, tag) = HELPER_IMAGE
+            .split_once(':')
+            .unwrap_or((HELPER_IMAGE, "latest"));
+        let options = q::CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.into()),
+            tag: Some(tag.into()),
+            changes: vec![format!("LABEL {HELPER_LABEL}=true")],
+            ..Default::default()
+        };
         // An empty tar archive is two zero blocks.
-        let change = format!("LABEL {HELPER_LABEL}=true");
-        run_with_input(
-            &["import", "--change", &change, "-", HELPER_IMAGE],
-            vec![0u8; 1024],
-        )
-        .context("cannot create the local helper image")?;
+        let body = bollard::body_full(bytes::Bytes::from(vec![0u8; 1024]));
+        e.call(engine::timeouts().request, Mode::Interruptible, async {
+            let mut progress = docker.create_image(Some(options), Some(body), None);
+            while let Some(item) = progress.next().await {
+                item?;
+            }
+            Ok(())
+        })
+        .map_err(|err| err.into_error(&format!("create the local helper image {HELPER_IMAGE}")))?;
     }
     Ok(HELPER_IMAGE.to_string())
 }
 
-/// A created, never started container that mounts a volume; removed on drop.
+/// Remove helper containers whose creating process is gone (a killed run), once
+/// per process; says so on stderr. Helpers of live processes and of other
+/// machines are left alone.
+pub fn remove_stale_helpers(tool: &str) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = remove_stale(tool) {
+            eprintln!(
+                "{tool}: warning: cannot look for helper containers left by killed runs: {e:#}"
+            );
+        }
+    });
+}
+
+fn remove_stale(tool: &str) -> anyhow::Result<()> {
+    let e = connected()?;
+    let docker = e.docker().clone();
+    let options = q::ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![HELPER_LABEL.to_string()],
+        )])),
+        ..Default::default()
+    };
+    let list = e
+        .call(
+            engine::timeouts().request,
+            Mode::Interruptible,
+            docker.list_containers(Some(options)),
+        )
+        .map_err(|err| err.into_error("list orca's helper containers"))?;
+    for c in list {
+        let Some(labels) = &c.labels else { continue };
+        let Some(creator) = Creator::from_labels(labels) else {
+            continue;
+        };
+        if creator.liveness() != Liveness::Gone {
+            continue;
+        }
+        let id = c.id.clone().unwrap_or_default();
+        eprintln!(
+            "{tool}: removing helper container {} left by a run that ended without cleaning up ({} is gone)",
+            short(&id),
+            creator.describe()
+        );
+        remove_container(&id)?;
+    }
+    Ok(())
+}
+
+/// A helper container that mounts a volume; removed on drop.
 #[derive(Debug)]
 pub struct HelperContainer {
     id: String,
     removed: bool,
 }
 
-/// Where a helper container mounts the volume.
-pub const MOUNT_PATH: &str = "/volume";
+/// A container's exit code and what it printed.
+pub type RunOutput = (i64, String);
 
 impl HelperContainer {
-    /// Create a helper that mounts `volume` at [`MOUNT_PATH`], read-only unless `writable`.
-    pub fn create(image: &str, volume: &str, writable: bool) -> anyhow::Result<HelperContainer> {
-        let entrypoint = ["--entrypoint", "/orca-backup-helper-never-started"];
-        Self::create_with(image, volume, writable, &entrypoint, &[])
-            .with_context(|| format!("cannot create a helper container for volume '{volume}'"))
+    /// Create a never-started helper that mounts `volume` at [`MOUNT_PATH`],
+    /// read-only unless `writable`.
+    pub fn create(
+        tool: &str,
+        image: &str,
+        volume: &str,
+        writable: bool,
+    ) -> anyhow::Result<HelperContainer> {
+        let body = ContainerCreateBody {
+            entrypoint: Some(vec!["/orca-backup-helper-never-started".into()]),
+            ..Default::default()
+        };
+        Self::create_with(tool, image, volume, writable, body)
     }
 
     /// Create a container that runs `script` with `/bin/sh` as root, with
     /// `volume` mounted writable at [`MOUNT_PATH`]; start it with
-    /// [`HelperContainer::run_attached`]. Only for images that have a shell.
+    /// [`HelperContainer::run`]. Only for images that have a shell.
     pub fn create_shell(
+        tool: &str,
         image: &str,
         volume: &str,
         script: &str,
     ) -> anyhow::Result<HelperContainer> {
-        let options = ["--user", "0:0", "--entrypoint", "/bin/sh"];
-        Self::create_with(image, volume, true, &options, &["-c", script])
-            .with_context(|| format!("cannot create a helper container from image '{image}'"))
+        let body = ContainerCreateBody {
+            entrypoint: Some(vec!["/bin/sh".into()]),
+            cmd: Some(vec!["-c".into(), script.into()]),
+            user: Some("0:0".into()),
+            ..Default::default()
+        };
+        Self::create_with(tool, image, volume, true, body)
     }
 
-    /// `docker create` with our labels, no network, the volume mount,
-    /// `options` before the image and `command` after it.
     fn create_with(
+        tool: &str,
         image: &str,
         volume: &str,
         writable: bool,
-        options: &[&str],
-        command: &[&str],
+        mut body: ContainerCreateBody,
     ) -> anyhow::Result<HelperContainer> {
-        let mount = format!(
-            "type=volume,source={volume},target={MOUNT_PATH}{}",
-            if writable { "" } else { ",readonly" }
-        );
-        let label = format!("{HELPER_LABEL}=true");
-        let pid_label = format!("{HELPER_PID_LABEL}={}", std::process::id());
-        let mut args = vec![
-            "create",
-            "--label",
-            &label,
-            "--label",
-            &pid_label,
-            "--network",
-            "none",
-            "--mount",
-            &mount,
-        ];
-        args.extend_from_slice(options);
-        args.push(image);
-        args.extend_from_slice(command);
-        let id = run(&args)?.trim().to_string();
-        if id.is_empty() {
-            crate::fail!(Failure, "docker create printed no container id");
-        }
-        Ok(HelperContainer { id, removed: false })
+        remove_stale_helpers(tool);
+        let mut labels = Creator::current().labels(tool);
+        labels.insert(HELPER_LABEL.into(), "true".into());
+        body.image = Some(image.to_string());
+        body.labels = Some(labels);
+        body.network_disabled = Some(true);
+        body.host_config = Some(HostConfig {
+            network_mode: Some("none".into()),
+            mounts: Some(vec![Mount {
+                target: Some(MOUNT_PATH.into()),
+                source: Some(volume.into()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(!writable),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let e = connected()?;
+        let docker = e.docker().clone();
+        let created = e
+            .call(
+                engine::timeouts().request,
+                Mode::Interruptible,
+                docker.create_container(None::<q::CreateContainerOptions>, body),
+            )
+            .map_err(|err| {
+                err.into_error(&format!(
+                    "create a helper container for volume '{volume}' from image '{image}'"
+                ))
+            })?;
+        Ok(HelperContainer {
+            id: created.id,
+            removed: false,
+        })
     }
 
-    /// Start the container and wait for it; Ok(exit code, output).
-    pub fn run_attached(&self) -> anyhow::Result<(i32, String)> {
-        let out = command(&["start", "--attach", &self.id])
-            .stdin_null()
-            .stderr_to_stdout()
-            .stdout_capture()
-            .run()
-            .map_err(|e| spawn_error(&e))?;
-        Ok((
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        ))
+    /// Start the container, wait for it (up to the long deadline) and return
+    /// its exit code and output. Runs to the end even after Ctrl-C: what it
+    /// does (emptying a volume) must not stop half-way.
+    pub fn run(&self) -> anyhow::Result<RunOutput> {
+        let e = connected()?;
+        let docker = e.docker().clone();
+        let id = self.id.clone();
+        let t = engine::timeouts();
+        e.call(
+            t.request,
+            Mode::Cleanup,
+            docker.start_container(&id, None::<q::StartContainerOptions>),
+        )
+        .map_err(|err| err.into_error(&format!("start helper container {}", short(&id))))?;
+        let code = e
+            .call(t.long(), Mode::Cleanup, async {
+                let mut waits = docker.wait_container(&id, None::<q::WaitContainerOptions>);
+                match waits.next().await {
+                    Some(Ok(r)) => Ok(r.status_code),
+                    // A non-zero exit arrives as this error: it is an answer.
+                    Some(Err(bollard::errors::Error::DockerContainerWaitError {
+                        code, ..
+                    })) => Ok(code),
+                    Some(Err(err)) => Err(err),
+                    None => Ok(-1),
+                }
+            })
+            .map_err(|err| err.into_error(&format!("wait for helper container {}", short(&id))))?;
+        let output = e
+            .call(t.request, Mode::Cleanup, async {
+                let options = q::LogsOptions {
+                    stdout: true,
+                    stderr: true,
+                    tail: "200".into(),
+                    ..Default::default()
+                };
+                let mut logs = docker.logs(&id, Some(options));
+                let mut text = String::new();
+                while let Some(item) = logs.next().await {
+                    text.push_str(&String::from_utf8_lossy(&item?.into_bytes()));
+                }
+                Ok(text)
+            })
+            .unwrap_or_default();
+        Ok((code, output))
     }
 
     /// The container id.
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    /// `CONTAINER:path` for `docker cp`.
-    pub fn path(&self, inner: &str) -> String {
-        format!("{}:{inner}", self.id)
     }
 
     /// Remove it now, reporting failure.
@@ -417,12 +543,25 @@ impl HelperContainer {
     }
 }
 
-fn remove_container(id: &str) -> anyhow::Result<()> {
-    run(&["rm", "--force", "--volumes", id])
-        .map(drop)
-        .with_context(|| {
-            format!("cannot remove helper container {id} (remove it with `docker rm -f -v {id}`)")
-        })
+/// Force-remove a container and its anonymous volumes (cleanup: not interruptible).
+pub fn remove_container(id: &str) -> anyhow::Result<()> {
+    let e = connected()?;
+    let docker = e.docker().clone();
+    let options = q::RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match e.call(
+        engine::timeouts().request,
+        Mode::Cleanup,
+        docker.remove_container(id, Some(options)),
+    ) {
+        Ok(()) | Err(EngineError::Api { status: 404, .. }) => Ok(()),
+        Err(err) => Err(err
+            .into_error(&format!("remove helper container {}", short(id)))
+            .context(format!("remove it yourself with `docker rm -f -v {id}`"))),
+    }
 }
 
 impl Drop for HelperContainer {
@@ -435,11 +574,21 @@ impl Drop for HelperContainer {
     }
 }
 
+/// The first 12 characters of an id.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
 /// Containers we stopped, started again when this guard goes (also on error or
 /// interrupt), or explicitly with [`StoppedContainers::restart`].
 #[derive(Debug, Default)]
 pub struct StoppedContainers {
     stopped: Vec<ContainerRef>,
+    /// A stop that was sent but not confirmed (deadline, Ctrl-C): the
+    /// container may be stopping, so cleanup finishes the stop, then starts it.
+    in_flight: Option<ContainerRef>,
+    /// Deleted by stopping (`--rm`), accepted by the user: not started again.
+    removed: Vec<ContainerRef>,
     restarted: bool,
 }
 
@@ -449,30 +598,68 @@ impl StoppedContainers {
         Self::default()
     }
 
-    /// Stop the active containers among `containers`, waiting up to
-    /// `timeout_secs` each for a clean shutdown before Docker kills them.
+    /// Stop the active containers among `containers`, each given
+    /// `stop_timeout_seconds` for a clean shutdown. A container started with
+    /// `--rm` would be deleted by stopping: refused (exit 9) before anything
+    /// is stopped unless `allow_autoremove`.
     pub fn stop(
         containers: &[ContainerRef],
-        timeout_secs: u64,
+        allow_autoremove: bool,
     ) -> anyhow::Result<StoppedContainers> {
+        let active: Vec<&ContainerRef> = containers.iter().filter(|c| c.is_active()).collect();
+        let mut auto_remove = Vec::new();
+        for c in &active {
+            let details = container_details(&c.id)?;
+            if details.is_some_and(|d| d.auto_remove) {
+                auto_remove.push(c.id.clone());
+                if !allow_autoremove {
+                    crate::fail!(
+                        VolumeInUse,
+                        "container '{}' was started with --rm (AutoRemove): stopping it would delete it, so it could not be started again; stop it yourself, or pass --allow-autoremove to accept that; nothing was changed",
+                        c.name
+                    );
+                }
+            }
+        }
         let mut guard = StoppedContainers::none();
-        let timeout = timeout_secs.to_string();
-        for c in containers.iter().filter(|c| c.is_active()) {
+        let t = engine::timeouts();
+        let e = connected()?;
+        for c in active {
             crate::interrupt::check()?;
             eprintln!(
-                "stopping container '{}' (up to {timeout_secs} s for a clean shutdown)",
-                c.name
+                "stopping container '{}' (up to {} s for a clean shutdown)",
+                c.name,
+                t.stop_grace.as_secs()
             );
-            run(&["stop", "--time", &timeout, &c.id])
-                .with_context(|| format!("cannot stop container '{}'", c.name))?;
-            guard.stopped.push(c.clone());
+            guard.in_flight = Some(c.clone());
+            let docker = e.docker().clone();
+            let options = q::StopContainerOptions {
+                t: Some(i32::try_from(t.stop_grace.as_secs()).unwrap_or(i32::MAX)),
+                signal: None,
+            };
+            e.call(
+                t.stop(),
+                Mode::Interruptible,
+                docker.stop_container(&c.id, Some(options)),
+            )
+            .map_err(|err| err.into_error(&format!("stop container '{}'", c.name)))?;
+            guard.in_flight = None;
+            if auto_remove.contains(&c.id) {
+                guard.removed.push(c.clone());
+            } else {
+                guard.stopped.push(c.clone());
+            }
         }
         Ok(guard)
     }
 
-    /// The containers that were stopped.
-    pub fn containers(&self) -> &[ContainerRef] {
-        &self.stopped
+    /// The containers that were stopped (and those deleted by stopping).
+    pub fn containers(&self) -> Vec<ContainerRef> {
+        self.stopped
+            .iter()
+            .chain(self.removed.iter())
+            .cloned()
+            .collect()
     }
 
     /// Start the stopped containers again; the error names those that did not start.
@@ -481,11 +668,59 @@ impl StoppedContainers {
             return Ok(());
         }
         self.restarted = true;
+        let _critical = crate::interrupt::critical("starting stopped containers again");
         let mut failed = Vec::new();
+        let e = match connected() {
+            Ok(e) => e,
+            Err(err) => {
+                let names: Vec<String> =
+                    self.all_to_start().iter().map(|c| c.name.clone()).collect();
+                if names.is_empty() {
+                    return Ok(());
+                }
+                return Err(err.context(format!(
+                    "could not start container(s) {} again: start them with `docker start`",
+                    names.join(", ")
+                )));
+            }
+        };
+        let t = engine::timeouts();
+        if let Some(c) = self.in_flight.take() {
+            // Finish the interrupted stop first, or the engine may stop it
+            // right after we start it.
+            eprintln!("finishing the interrupted stop of container '{}'", c.name);
+            let docker = e.docker().clone();
+            let options = q::StopContainerOptions {
+                t: Some(i32::try_from(t.stop_grace.as_secs()).unwrap_or(i32::MAX)),
+                signal: None,
+            };
+            match e.call(
+                t.stop(),
+                Mode::Cleanup,
+                docker.stop_container(&c.id, Some(options)),
+            ) {
+                Ok(()) => self.stopped.push(c),
+                Err(EngineError::Api { status: 404, .. }) => {}
+                Err(err) => failed.push(format!(
+                    "'{}' ({:#})",
+                    c.name,
+                    err.into_error(&format!("stop container '{}'", c.name))
+                )),
+            }
+        }
         for c in &self.stopped {
             eprintln!("starting container '{}' again", c.name);
-            if let Err(e) = run(&["start", &c.id]) {
-                failed.push(format!("'{}' ({e:#})", c.name));
+            let docker = e.docker().clone();
+            if let Err(err) = e.call(
+                t.request,
+                Mode::Cleanup,
+                docker.start_container(&c.id, None::<q::StartContainerOptions>),
+            ) {
+                failed.push(format!(
+                    "'{}' ({:#})",
+                    c.name,
+                    err.into_error(&format!("start container '{}'", c.name))
+                ));
             }
         }
         if failed.is_empty() {
@@ -501,6 +736,14 @@ impl StoppedContainers {
             .into())
         }
     }
+
+    fn all_to_start(&self) -> Vec<ContainerRef> {
+        self.stopped
+            .iter()
+            .chain(self.in_flight.iter())
+            .cloned()
+            .collect()
+    }
 }
 
 impl Drop for StoppedContainers {
@@ -514,48 +757,20 @@ impl Drop for StoppedContainers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::kind_of;
 
     #[test]
-    fn classifies_unreachable_daemons() {
-        for stderr in [
-            "Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?",
-            "error during connect: Get \"http://%2F%2F.%2Fpipe%2FdockerDesktopLinuxEngine/v1.47/volumes\": open //./pipe/dockerDesktopLinuxEngine: The system cannot find the file specified.",
-            "failed to connect to the docker API at unix:///var/run/docker.sock; check if the path is correct and if the daemon is running",
-            "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock",
-        ] {
-            let e = classify(&["volume", "ls"], stderr);
-            assert_eq!(kind_of(&e), ErrorKind::DockerUnavailable, "{stderr}");
+    fn unknown_states_count_as_running() {
+        let c = |state: &str| ContainerRef {
+            id: "i".into(),
+            name: "n".into(),
+            image: "m".into(),
+            state: state.into(),
+        };
+        for s in ["running", "paused", "restarting", "unknown", "", "stopping"] {
+            assert!(c(s).is_active(), "{s}");
         }
-    }
-
-    #[test]
-    fn classifies_missing_volumes_and_others() {
-        let e = classify(
-            &["volume", "inspect"],
-            "Error response from daemon: get x: no such volume",
-        );
-        assert_eq!(kind_of(&e), ErrorKind::VolumeNotFound);
-        let e = classify(&["cp"], "Error response from daemon: something odd\n");
-        assert_eq!(kind_of(&e), ErrorKind::Failure);
-        assert!(e.to_string().contains("something odd"), "{e}");
-    }
-
-    #[test]
-    fn missing_cli_is_docker_unavailable() {
-        let e = spawn_error(&io::Error::from(io::ErrorKind::NotFound));
-        assert_eq!(kind_of(&e), ErrorKind::DockerUnavailable);
-        assert!(e.to_string().contains("PATH"));
-    }
-
-    #[test]
-    fn volume_inspect_json_with_nulls() {
-        let v: Vec<VolumeInfo> = serde_json::from_str(
-            r#"[{"CreatedAt":"2026-11-26T19:53:55Z","Driver":"local","Labels":null,
-                "Mountpoint":"/var/lib/docker/volumes/t1/_data","Name":"t1","Options":null,"Scope":"local"}]"#,
-        )
-        .unwrap();
-        assert_eq!(v[0].name, "t1");
-        assert!(v[0].labels.is_empty());
+        for s in ["created", "exited", "dead", "removing"] {
+            assert!(!c(s).is_active(), "{s}");
+        }
     }
 }

@@ -14,7 +14,7 @@ pub enum ErrorKind {
     Failure,
     /// Bad flags, bad stdin record, bad config.
     Usage,
-    /// The docker CLI is missing or the daemon cannot be reached.
+    /// The engine cannot be reached, does not answer, or its context is missing.
     DockerUnavailable,
     /// The volume does not exist or no Orca volume matched.
     VolumeNotFound,
@@ -32,6 +32,10 @@ pub enum ErrorKind {
     RestoreRolledBack,
     /// The restore failed and so did putting the old contents back.
     RollbackFailed,
+    /// Another orca process exports or restores the volume.
+    VolumeBusy,
+    /// A restore stopped half-way; its journal is kept for --resume/--rollback.
+    RestoreInterrupted,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
 }
@@ -49,7 +53,7 @@ pub const TABLE: &[(ErrorKind, u8, &str, &str)] = &[
         ErrorKind::DockerUnavailable,
         3,
         "docker_unavailable",
-        "Docker unavailable (CLI missing or daemon not reachable)",
+        "Docker unavailable (engine not reachable, not answering, or no such context)",
     ),
     (
         ErrorKind::VolumeNotFound,
@@ -95,6 +99,18 @@ pub const TABLE: &[(ErrorKind, u8, &str, &str)] = &[
         "restore failed and the rollback failed too; the safety backup is kept",
     ),
     (
+        ErrorKind::VolumeBusy,
+        12,
+        "volume_busy",
+        "another orca process is exporting or restoring the volume",
+    ),
+    (
+        ErrorKind::RestoreInterrupted,
+        13,
+        "restore_interrupted",
+        "a restore was interrupted; finish it with orca-restore --resume or --rollback",
+    ),
+    (
         ErrorKind::Interrupted,
         130,
         "interrupted",
@@ -108,7 +124,7 @@ EXIT STATUS:
     0    success
     1    other failure
     2    usage error or bad input (flags, stdin record, config)
-    3    Docker unavailable (CLI missing or daemon not reachable)
+    3    Docker unavailable (engine not reachable, not answering, or no such context)
     4    volume not found
     5    backup or target volume already exists and overwrite was refused
     6    verification failed (damaged, mismatching or unsafe archive)
@@ -117,6 +133,8 @@ EXIT STATUS:
     9    a running container uses the volume (pass --stop)
     10   restore failed; the volume holds its previous contents again
     11   restore failed and the rollback failed too; the safety backup is kept
+    12   another orca process is exporting or restoring the volume
+    13   a restore was interrupted; finish it with orca-restore --resume or --rollback
     130  interrupted (Ctrl-C, SIGTERM)
 Any other non-zero code also means failure. The JSON record on stdout carries
 the same code in error.exit_code and a stable name in error.code.";

@@ -1,11 +1,15 @@
-//! Ctrl-C, SIGTERM and SIGHUP: note them, stop the running child, clean up.
+//! Ctrl-C, SIGTERM and SIGHUP (and the Windows console's Ctrl-C and close
+//! events): note them, cancel what is in flight, clean up.
 //!
 //! The handler never exits the process on the first signals: the tool must still
 //! remove its temporary file and helper container and restart stopped containers,
 //! which needs destructors to run. The first signal sets a flag that long loops
-//! check and kills the registered child processes (a `docker cp` blocked on a
-//! stalled daemon would otherwise never return). A third signal exits at once,
-//! as an escape hatch when cleanup itself hangs.
+//! check and runs the registered hooks (the engine client cancels its in-flight
+//! requests, so nothing waits on a stalled daemon). A third signal exits at
+//! once, as an escape hatch, except inside a [`critical`] section (starting
+//! stopped containers again, a rollback): those are bounded by deadlines and
+//! quitting half-way would leave things worse, so a third signal only says
+//! what is being finished.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -14,6 +18,8 @@ static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 type Hook = dyn Fn() + Send + Sync;
 static HOOKS: Mutex<Vec<Weak<Hook>>> = Mutex::new(Vec::new());
+static CRITICAL: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+static NEXT_CRITICAL: AtomicUsize = AtomicUsize::new(0);
 
 /// Install the handler (once per process; later calls do nothing).
 pub fn install() {
@@ -28,8 +34,19 @@ pub fn install() {
             );
         }
         if n >= 3 {
-            eprintln!("interrupted three times: quitting without cleanup");
-            std::process::exit(130);
+            let busy = CRITICAL
+                .lock()
+                .ok()
+                .and_then(|c| c.last().map(|(_, what)| what.clone()));
+            match busy {
+                Some(what) => eprintln!(
+                    "interrupted again: still {what}; this cannot be left half-done and ends on its own within its deadline"
+                ),
+                None => {
+                    eprintln!("interrupted three times: quitting without cleanup");
+                    std::process::exit(130);
+                }
+            }
         }
         run_hooks();
     });
@@ -59,7 +76,7 @@ fn run_hooks() {
 }
 
 /// Runs `hook` on interrupt (from the handler thread) while the guard lives;
-/// at once if an interrupt already arrived. Used to stop blocked reads.
+/// at once if an interrupt already arrived.
 pub struct HookGuard {
     _hook: Arc<Hook>,
 }
@@ -77,50 +94,31 @@ pub fn on_interrupt(hook: impl Fn() + Send + Sync + 'static) -> HookGuard {
     HookGuard { _hook: hook }
 }
 
-/// Keeps a child registered for killing on interrupt until dropped.
-pub struct ChildGuard {
-    handle: Arc<duct::Handle>,
-    hook: Option<HookGuard>,
+/// Whether a critical section is running: engine calls then run to their
+/// deadline even after Ctrl-C (see [`crate::engine::Mode::Cleanup`]).
+pub fn in_critical() -> bool {
+    CRITICAL.lock().map(|c| !c.is_empty()).unwrap_or(false)
 }
 
-impl ChildGuard {
-    /// Register `handle`; if an interrupt already arrived, kill it right away.
-    pub fn new(handle: duct::Handle) -> Self {
-        Self::with(handle, true)
-    }
-
-    /// `interruptible: false` leaves the child alone on Ctrl-C (cleanup work
-    /// that must finish); it is still killed if its guard goes early.
-    pub fn with(handle: duct::Handle, interruptible: bool) -> Self {
-        let handle = Arc::new(handle);
-        let weak = Arc::downgrade(&handle);
-        let hook = interruptible.then(|| {
-            on_interrupt(move || {
-                if let Some(h) = weak.upgrade() {
-                    let _ = h.kill();
-                }
-            })
-        });
-        ChildGuard { handle, hook }
-    }
-
-    /// Whether an interrupt stops this child.
-    pub fn interruptible(&self) -> bool {
-        self.hook.is_some()
-    }
-
-    /// The child.
-    pub fn handle(&self) -> &duct::Handle {
-        &self.handle
-    }
+/// While this lives, a third interrupt does not quit the process, and engine
+/// calls are not cut short by interrupts.
+pub struct Critical {
+    id: u64,
 }
 
-impl Drop for ChildGuard {
+/// Enter a critical section doing `what` ("starting stopped containers again").
+pub fn critical(what: &str) -> Critical {
+    let id = NEXT_CRITICAL.fetch_add(1, Ordering::SeqCst) as u64;
+    if let Ok(mut c) = CRITICAL.lock() {
+        c.push((id, what.to_string()));
+    }
+    Critical { id }
+}
+
+impl Drop for Critical {
     fn drop(&mut self) {
-        // A child still running when its guard goes (an error path) must not
-        // outlive us: kill it and reap it.
-        if let Ok(None) = self.handle.try_wait() {
-            let _ = self.handle.kill();
+        if let Ok(mut c) = CRITICAL.lock() {
+            c.retain(|(id, _)| *id != self.id);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Shared by every orca-backup tool: the JSON record, errors and exit codes,
-//! paths and config, backup names, running docker, atomic files and locks, and a
-//! streaming tar parser.
+//! paths and config, backup names, the Docker engine client, atomic files and
+//! locks, and a streaming tar parser.
 //!
 //! Each tool is a small binary whose logic lives in its own crate under `bins/`;
 //! what two or more tools need lives here.
@@ -8,9 +8,10 @@
 pub mod app;
 pub mod catalog;
 pub mod config;
+pub mod creator;
 pub mod discover;
 pub mod docker;
-pub mod dockerstream;
+pub mod engine;
 pub mod exit;
 pub mod fsutil;
 pub mod interrupt;
@@ -20,5 +21,6 @@ pub mod paths;
 pub mod progress;
 pub mod record;
 pub mod tarscan;
+pub mod volume_lock;
 
 pub use exit::{ErrorKind, OrcaError};

@@ -328,48 +328,6 @@ pub fn immutable(path: &Path) -> ReadOnlyDir {
     ReadOnlyDir::new(path)
 }
 
-/// A fake `docker` first on PATH: runs `script` (bash) for the commands it
-/// handles and the real docker for everything else.
-pub struct FakeDocker {
-    /// Directory holding the fake.
-    pub dir: TempDir,
-}
-
-impl FakeDocker {
-    /// `case_body` is bash `case "$1" in ... esac` arms; unmatched commands go to the real docker.
-    pub fn new(case_body: &str) -> FakeDocker {
-        let real = String::from_utf8(
-            Command::new("sh")
-                .args(["-c", "command -v docker"])
-                .output()
-                .expect("sh")
-                .stdout,
-        )
-        .expect("utf8")
-        .trim()
-        .to_string();
-        assert!(!real.is_empty(), "the real docker CLI is not on PATH");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let script = format!(
-            "#!/bin/bash\nREAL={real}\ncase \"$1\" in\n{case_body}\n*) exec \"$REAL\" \"$@\" ;;\nesac\n"
-        );
-        let path = dir.path().join("docker");
-        std::fs::write(&path, script).expect("write fake docker");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        FakeDocker { dir }
-    }
-
-    /// PATH with the fake first.
-    pub fn path_var(&self) -> String {
-        format!(
-            "{}:{}",
-            self.dir.path().display(),
-            std::env::var("PATH").unwrap_or_default()
-        )
-    }
-}
-
 /// Skip (loudly) unless Docker is there; in CI missing Docker fails the test.
 #[macro_export]
 macro_rules! need_docker {

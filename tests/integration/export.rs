@@ -394,15 +394,13 @@ fn disk_full_is_exit_7_and_leaves_no_partial_file() {
     assert!(helpers_on(&vol.name).is_empty());
 }
 
-fn fake_cp(env: &Env, vol: &str, out: &Path, arm: &str) -> Run {
-    let fake = FakeDocker::new(arm);
+fn export_via(env: &Env, proxy: &EngineProxy, vol: &str, out: &Path) -> Run {
     Run::from_output(
         env.cmd(
             "orca-export",
             &["--volume", vol, "--output", out.to_str().unwrap()],
         )
-        .env("PATH", fake.path_var())
-        .env("ORCA_DOCKER_TRANSPORT", "cli")
+        .env("DOCKER_HOST", proxy.host())
         .output()
         .unwrap(),
     )
@@ -415,25 +413,34 @@ fn docker_dying_mid_stream_leaves_nothing() {
     let vol = TestVolume::named(&unique("orca-test-die"));
     vol.sh("dd if=/dev/urandom of=/v/random.mdf bs=1048576 count=4 2>/dev/null");
     let out = env.backups().join("orca-db-die.tar.gz");
-    // The daemon goes away after 100 kB: docker cp fails with a connection error.
-    let run = fake_cp(
-        &env,
-        &vol.name,
-        &out,
-        r#"cp) if [ "$3" = "-" ]; then "$REAL" "$@" | head -c 100000; echo 'error during connect: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.41/containers/x/archive": unexpected EOF' >&2; exit 1; fi; exec "$REAL" "$@" ;;"#,
-    );
+    // The engine goes away after 100 kB of the archive stream.
+    let proxy = EngineProxy::in_front_of_docker();
+    proxy.rule("GET", "/archive", Action::CutResponse(100_000), Some(1));
+    let run = export_via(&env, &proxy, &vol.name, &out);
+    let msg = run.message();
     let rec = run.fails_with(3);
     assert_eq!(rec["error"]["code"], "docker_unavailable");
+    assert!(msg.contains("broke"), "{msg}");
     assert!(!out.exists());
     assert!(incomplete_files(&env.backups()).is_empty());
     assert!(helpers_on(&vol.name).is_empty());
-    // docker cp "succeeds" but the stream is cut short: caught by the tar end check.
-    let run = fake_cp(
-        &env,
-        &vol.name,
-        &out,
-        r#"cp) if [ "$3" = "-" ]; then "$REAL" "$@" | head -c 100000; exit 0; fi; exec "$REAL" "$@" ;;"#,
+    // A well-framed answer whose tar stops half-way: caught by the tar end check.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1 << 20);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "./random.mdf", &vec![7u8; 1 << 20][..])
+        .unwrap();
+    let mut body = tar.into_inner().unwrap();
+    body.truncate(100_000);
+    proxy.rule(
+        "GET",
+        "/archive",
+        Action::Respond(http_response("200 OK", "application/x-tar", &body)),
+        Some(1),
     );
+    let run = export_via(&env, &proxy, &vol.name, &out);
     let msg = run.message();
     run.fails_with(1);
     assert!(msg.contains("ended early"), "{msg}");

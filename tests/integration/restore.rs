@@ -352,23 +352,32 @@ fn a_failed_extraction_is_rolled_back_to_the_safety_copy() {
     // The volume changes after the backup; the restore of the backup will be cut.
     vol.sh("echo 'changed since' > /v/data/extra.mdf && rm /v/log/errorlog");
     let before = listing::of_volume(&vol.name);
-    let marker = tempfile::tempdir().unwrap();
-    let flag = marker.path().join("cut-once");
-    // The first extraction into /volume gets 300 kB of the stream, then "the daemon dies".
-    let fake = FakeDocker::new(&format!(
-        r#"cp) if [ "$2" = "-" ] && [[ "$3" == *:/volume ]] && [ ! -e {flag} ]; then touch {flag}; head -c 300000 | "$REAL" cp - "$3"; cat > /dev/null; echo 'error during connect: unexpected EOF' >&2; exit 1; fi; exec "$REAL" "$@" ;;"#,
-        flag = flag.display()
-    ));
+    // The first extraction into /volume gets 300 kB of the stream, then the engine "dies".
+    let proxy = EngineProxy::in_front_of_docker();
+    proxy.rule(
+        "PUT",
+        "path=%2Fvolume",
+        Action::CutRequest(300_000),
+        Some(1),
+    );
     let run = Run::from_output(
         env.cmd(
             "orca-restore",
             &[archive.to_str().unwrap(), "--volume", &vol.name],
         )
-        .env("PATH", fake.path_var())
+        .env("DOCKER_HOST", proxy.host())
         .output()
         .unwrap(),
     );
-    assert!(flag.exists(), "the fake docker did not cut the stream");
+    let puts = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PUT") && r.contains("path=%2Fvolume"))
+        .count();
+    assert!(
+        puts >= 2,
+        "the extraction was not cut and retried by the rollback: {puts}"
+    );
     let msg = run.message();
     let rec = run.fails_with(10);
     assert_eq!(rec["error"]["code"], "restore_rolled_back");
@@ -525,15 +534,14 @@ fn when_the_rollback_fails_too_the_safety_backup_is_named_and_kept() {
     vol.fill_sql_like(2 << 20, 41);
     let archive = export(&env, &vol.name, "orca-db-rb.tar.gz");
     // Every extraction into /volume is cut: the restore and its rollback fail.
-    let fake = FakeDocker::new(
-        r#"cp) if [ "$2" = "-" ] && [[ "$3" == *:/volume ]]; then head -c 100000 | "$REAL" cp - "$3"; cat > /dev/null; echo 'error during connect: unexpected EOF' >&2; exit 1; fi; exec "$REAL" "$@" ;;"#,
-    );
+    let proxy = EngineProxy::in_front_of_docker();
+    proxy.rule("PUT", "path=%2Fvolume", Action::CutRequest(100_000), None);
     let run = Run::from_output(
         env.cmd(
             "orca-restore",
             &[archive.to_str().unwrap(), "--volume", &vol.name],
         )
-        .env("PATH", fake.path_var())
+        .env("DOCKER_HOST", proxy.host())
         .output()
         .unwrap(),
     );

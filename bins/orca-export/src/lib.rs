@@ -25,13 +25,14 @@ use chrono::{Local, Utc};
 use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::docker::{self, ContainerRef, HelperContainer, StoppedContainers, VolumeInfo};
-use orca_shared::dockerstream::ArchiveStream;
+use orca_shared::engine::{self, ArchiveReader, Mode};
 use orca_shared::fsutil::{self, AtomicFile, DirLock, read_full};
 use orca_shared::interrupt;
 use orca_shared::manifest::{ContainerAtBackup, Manifest};
 use orca_shared::names::{self, Compression};
 use orca_shared::progress::{self, Progress};
 use orca_shared::tarscan::{Scanner, Summary};
+use orca_shared::volume_lock::{self, LockMode, LockRequest};
 use orca_shared::{discover, err, fail, paths};
 
 use crate::pargz::ParGz;
@@ -71,6 +72,10 @@ pub struct Cli {
     #[arg(long)]
     pub stop: bool,
 
+    /// With --stop: also stop a container started with --rm, accepting that stopping deletes it
+    #[arg(long, requires = "stop")]
+    pub allow_autoremove: bool,
+
     /// A description to keep in the backup's manifest
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
@@ -101,8 +106,10 @@ pub struct ExportOptions {
     pub overwrite: bool,
     /// Stop containers using the volume during the copy.
     pub stop: bool,
-    /// Seconds `docker stop` may take.
-    pub stop_timeout: u64,
+    /// Accept that stopping a `--rm` container deletes it.
+    pub allow_autoremove: bool,
+    /// Take the volume's export lock (false when the caller holds its restore lock).
+    pub lock: bool,
     /// Configured helper image.
     pub helper_image: Option<String>,
     /// The backups directory (the lock is taken when the output is in it).
@@ -218,7 +225,8 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         level: level as u32,
         overwrite,
         stop: cli.stop || ctx.record.bool("stop")?.unwrap_or(false),
-        stop_timeout: ctx.config.stop_timeout_seconds,
+        allow_autoremove: cli.allow_autoremove,
+        lock: true,
         helper_image: ctx.config.helper_image.clone(),
         backups_dir: Some(backups_dir),
         tool: ctx.tool,
@@ -342,11 +350,30 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         _ => None,
     };
 
+    let image = docker::ensure_helper_image(opts.helper_image.as_deref())?;
     let active: Vec<&ContainerRef> = in_use_by.iter().filter(|c| c.is_active()).collect();
+    let to_stop: Vec<ContainerRef> = if opts.stop {
+        active.iter().map(|c| (*c).clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let _volume_lock = if opts.lock {
+        Some(volume_lock::acquire(&LockRequest {
+            tool: opts.tool,
+            volume: &opts.volume,
+            mode: LockMode::Export,
+            image: &image,
+            stops: &to_stop,
+            journal: None,
+            recovering: false,
+        })?)
+    } else {
+        None
+    };
     let mut stopped = StoppedContainers::none();
     if !active.is_empty() {
         if opts.stop {
-            stopped = StoppedContainers::stop(&in_use_by, opts.stop_timeout)?;
+            stopped = StoppedContainers::stop(&in_use_by, opts.allow_autoremove)?;
         } else {
             let names: Vec<&str> = active.iter().map(|c| c.name.as_str()).collect();
             eprintln!(
@@ -360,8 +387,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let consistent = active.is_empty() || opts.stop;
     interrupt::check()?;
 
-    let image = docker::ensure_helper_image(opts.helper_image.as_deref())?;
-    let helper = HelperContainer::create(&image, &opts.volume, false)?;
+    let helper = HelperContainer::create(opts.tool, &image, &opts.volume, false)?;
     let mut archive = AtomicFile::create(&opts.output)?;
     let file = archive
         .file()
@@ -381,7 +407,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
 
     // The copy is done: give the database back before flushing to disk.
     let restarted = stopped.restart();
-    let stopped_containers = stopped.containers().to_vec();
+    let stopped_containers = stopped.containers();
     if let Err(e) = helper.remove() {
         eprintln!("{}: warning: {e:#}", opts.tool);
     }
@@ -551,7 +577,11 @@ pub fn stream_to(
     level: u32,
     shown: &Progress,
 ) -> anyhow::Result<Streamed> {
-    let mut source = ArchiveStream::open(helper.id(), &format!("{}/.", docker::MOUNT_PATH))?;
+    let mut source = ArchiveReader::open(
+        helper.id(),
+        &format!("{}/.", docker::MOUNT_PATH),
+        Mode::Interruptible,
+    )?;
     let mut encoder = Encoder::new(compression, level, file).context("cannot start compressing")?;
     let mut scanner = Scanner::new(());
     let mut buf = vec![0u8; 1 << 20];
@@ -561,6 +591,9 @@ pub fn stream_to(
             Ok(n) => n,
             Err(e) => {
                 interrupt::check()?;
+                if let Some(err) = engine::engine_error_of(&e) {
+                    return Err(err);
+                }
                 return Err(e).context("cannot read the volume's stream from Docker");
             }
         };
@@ -569,7 +602,6 @@ pub fn stream_to(
         }
         if let Err(e) = scanner.feed(&buf[..n]) {
             source.abort();
-            source.finish()?;
             fail!(Failure, "Docker sent a damaged tar stream: {e}");
         }
         if let Err(e) = encoder.write_all(&buf[..n]) {
@@ -581,7 +613,7 @@ pub fn stream_to(
         shown.add(n as u64);
     }
     interrupt::check()?;
-    source.finish()?;
+    drop(source);
     let (summary, ()) = scanner.finish();
     let summary = summary.map_err(|e| {
         err!(

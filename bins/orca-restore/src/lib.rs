@@ -25,8 +25,10 @@ use chrono::Local;
 use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::docker::{self, ContainerRef, StoppedContainers, VolumeInfo};
+use orca_shared::engine::Mode;
 use orca_shared::names;
 use orca_shared::tarscan::{self, Entry, EntryType, Visitor};
+use orca_shared::volume_lock::{self, LockMode, LockRequest};
 use orca_shared::{ErrorKind, OrcaError, discover, fail, interrupt, paths};
 use serde::Serialize;
 
@@ -57,6 +59,10 @@ pub struct Cli {
     /// Stop the running containers that use the volume, and start them again afterwards
     #[arg(long)]
     pub stop: bool,
+
+    /// With --stop: also stop a container started with --rm, accepting that stopping deletes it
+    #[arg(long, requires = "stop")]
+    pub allow_autoremove: bool,
 
     /// Do not export the current contents first (no automatic rollback is possible then)
     #[arg(long)]
@@ -267,8 +273,17 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
 
     // 3. Stop, and save what is there.
     let image = docker::ensure_helper_image(ctx.config.helper_image.as_deref())?;
+    let _volume_lock = volume_lock::acquire(&LockRequest {
+        tool: ctx.tool,
+        volume: &target,
+        mode: LockMode::Restore,
+        image: &image,
+        stops: &plan.containers_to_stop,
+        journal: None,
+        recovering: false,
+    })?;
     let mut stopped = if cli.stop {
-        StoppedContainers::stop(&users, ctx.config.stop_timeout_seconds)?
+        StoppedContainers::stop(&users, cli.allow_autoremove)?
     } else {
         StoppedContainers::none()
     };
@@ -286,7 +301,8 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             level: level as u32,
             overwrite: false,
             stop: false,
-            stop_timeout: ctx.config.stop_timeout_seconds,
+            allow_autoremove: false,
+            lock: false,
             helper_image: ctx.config.helper_image.clone(),
             backups_dir: Some(backups_dir.clone()),
             tool: ctx.tool,
@@ -315,6 +331,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .to_string();
     let mut touched = false;
     let outcome = replace(
+        ctx.tool,
         &info,
         new_volume,
         &archive,
@@ -324,14 +341,14 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         &shell_images,
         &restored_from,
         &mut touched,
-        true,
+        Mode::Interruptible,
     );
     let result = match outcome {
         Ok(()) => Ok(()),
         Err(e) if !touched => Err(e.context("nothing was changed")),
         Err(e) if new_volume => {
-            let removed = docker::run(&["volume", "rm", "--force", &target]);
-            let what = if removed.is_ok() { "the new volume was removed again" } else { "the new volume could not be removed" };
+            let removed = docker::volume_remove(&target);
+            let what = if matches!(removed, Ok(docker::Removed::Yes)) { "the new volume was removed again" } else { "the new volume could not be removed" };
             Err(e.context(format!("restoring into new volume '{target}' failed; {what}")))
         }
         Err(e) => match &safety_path {
@@ -340,7 +357,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             ))),
             Some(safety) => {
                 ctx.note(format!("restore failed ({e:#}); putting back the previous contents from {}", safety.display()));
-                match rollback(&info, safety, &image, &shell_images) {
+                match rollback(ctx.tool, &info, safety, &image, &shell_images) {
                     Ok(()) => {
                         ctx.record.set("rolled_back", true);
                         let kind = if interrupt::interrupted() { ErrorKind::Interrupted } else { ErrorKind::RestoreRolledBack };
@@ -441,6 +458,7 @@ fn describe_plan(archive: &Path, plan: &Plan) -> String {
 /// Empty (or create) the volume, extract, read back and compare.
 #[allow(clippy::too_many_arguments)]
 fn replace(
+    tool: &str,
     info: &VolumeInfo,
     new_volume: bool,
     archive: &Path,
@@ -450,8 +468,9 @@ fn replace(
     shell_images: &[String],
     restored_from: &str,
     touched: &mut bool,
-    interruptible: bool,
+    mode: Mode,
 ) -> anyhow::Result<()> {
+    let interruptible = mode == Mode::Interruptible;
     if new_volume {
         let label = (
             "org.orca-backup.restored-from".to_string(),
@@ -460,12 +479,12 @@ fn replace(
         volume::create(info, &[label])?;
         *touched = true;
     } else {
-        volume::empty(info, shell_images, touched)?;
+        volume::empty(tool, info, shell_images, touched)?;
     }
     if interruptible {
         interrupt::check()?;
     }
-    let (streamed, sha) = volume::extract(&info.name, image, archive, interruptible)?;
+    let (streamed, sha) = volume::extract(tool, &info.name, image, archive, mode)?;
     if sha != verified_sha {
         fail!(
             VerificationFailed,
@@ -483,17 +502,19 @@ fn replace(
     if interruptible {
         interrupt::check()?;
     }
-    let got = volume::read_back(&info.name, image, interruptible)?;
+    let got = volume::read_back(tool, &info.name, image, mode)?;
     volume::compare(&got, want)
 }
 
 /// Put the safety backup back; not interruptible (a second and third Ctrl-C still quit).
 fn rollback(
+    tool: &str,
     info: &VolumeInfo,
     safety: &Path,
     image: &str,
     shell_images: &[String],
 ) -> anyhow::Result<()> {
+    let _critical = interrupt::critical("putting the previous contents back");
     let opts = orca_verify::Options::default();
     let report = orca_verify::verify(safety, &opts, TreeBuilder::default())?;
     if let Some(msg) = report.failure_message() {
@@ -508,6 +529,7 @@ fn rollback(
         volume::create(info, &[])?;
     }
     replace(
+        tool,
         info,
         false,
         safety,
@@ -517,6 +539,6 @@ fn rollback(
         shell_images,
         "",
         &mut touched,
-        false,
+        Mode::Cleanup,
     )
 }

@@ -17,8 +17,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use orca_shared::docker::{self, HelperContainer, VolumeInfo};
-use orca_shared::dockerstream::{ArchiveStream, ExtractSink};
+use orca_shared::docker::{self, HelperContainer, Removed, VolumeInfo};
+use orca_shared::engine::{self, ArchiveReader, ArchiveWriter, Mode};
 use orca_shared::tarscan::Scanner;
 use orca_shared::{err, fail};
 
@@ -45,45 +45,32 @@ pub fn strategy(info: &VolumeInfo, used_by_containers: bool) -> &'static str {
 
 /// Create a volume with `info`'s driver, options and labels (plus `extra_labels`).
 pub fn create(info: &VolumeInfo, extra_labels: &[(String, String)]) -> anyhow::Result<()> {
-    let mut args: Vec<String> = vec!["volume".into(), "create".into()];
-    if !info.driver.is_empty() {
-        args.extend(["--driver".into(), info.driver.clone()]);
-    }
-    for (k, v) in &info.options {
-        args.extend(["--opt".into(), format!("{k}={v}")]);
-    }
-    for (k, v) in info
-        .labels
-        .iter()
-        .chain(extra_labels.iter().map(|(k, v)| (k, v)))
-    {
-        args.extend(["--label".into(), format!("{k}={v}")]);
-    }
-    args.push(info.name.clone());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    docker::run(&refs).with_context(|| format!("cannot create volume '{}'", info.name))?;
-    Ok(())
+    docker::volume_create(info, extra_labels)
 }
 
 /// Empty the volume; `shell_images` are tried in order when it cannot be
 /// re-created. `touched` turns true as soon as anything may have been removed.
-pub fn empty(info: &VolumeInfo, shell_images: &[String], touched: &mut bool) -> anyhow::Result<()> {
+pub fn empty(
+    tool: &str,
+    info: &VolumeInfo,
+    shell_images: &[String],
+    touched: &mut bool,
+) -> anyhow::Result<()> {
     let users = docker::containers_using(&info.name)?;
     if can_recreate(info, !users.is_empty()) {
-        match docker::run(&["volume", "rm", &info.name]) {
-            Ok(_) => {
+        match docker::volume_remove(&info.name)? {
+            Removed::Yes => {
                 *touched = true;
                 return create(info, &[]);
             }
             // Someone started using it meanwhile: fall back to wiping.
-            Err(e) if e.to_string().contains("in use") => {}
-            Err(e) => return Err(e).context(format!("cannot re-create volume '{}'", info.name)),
+            Removed::InUse(_) => {}
         }
     }
     let mut tried = Vec::new();
     for image in shell_images {
-        let helper = HelperContainer::create_shell(image, &info.name, WIPE)?;
-        let (code, output) = helper.run_attached()?;
+        let helper = HelperContainer::create_shell(tool, image, &info.name, WIPE)?;
+        let (code, output) = helper.run()?;
         helper.remove()?;
         if code == 0 {
             *touched = true;
@@ -118,17 +105,26 @@ pub fn empty(info: &VolumeInfo, shell_images: &[String], touched: &mut bool) -> 
 /// Extract `archive` into the volume, checking it again as it streams.
 /// Returns the archive's tree and SHA-256 as read this time.
 pub fn extract(
+    tool: &str,
     volume: &str,
     image: &str,
     archive: &Path,
-    interruptible: bool,
+    mode: Mode,
 ) -> anyhow::Result<(Tree, String)> {
-    let helper = HelperContainer::create(image, volume, true)?;
-    let mut sink = ExtractSink::open(helper.id(), docker::MOUNT_PATH, interruptible)?;
+    let helper = HelperContainer::create(tool, image, volume, true)?;
+    let mut sink = ArchiveWriter::open(helper.id(), docker::MOUNT_PATH, mode)?;
     let decoded = orca_verify::decode::decode_tee(archive, TreeBuilder::default(), Some(&mut sink))
         .with_context(|| format!("cannot read {}", archive.display()))?;
-    if decoded.tap_error.is_some() {
-        return Err(sink.failure()).context(format!("extracting into volume '{volume}' failed"));
+    if let Some(e) = decoded.tap_error {
+        let why = match engine::engine_error_of(&e) {
+            Some(err) => err,
+            // The engine stopped reading: its answer says why.
+            None => match sink.finish() {
+                Err(err) => err,
+                Ok(()) => anyhow::Error::from(e),
+            },
+        };
+        return Err(why).context(format!("extracting into volume '{volume}' failed"));
     }
     if let Err(why) = decoded.integrity {
         sink.abort();
@@ -142,14 +138,14 @@ pub fn extract(
         .with_context(|| format!("extracting into volume '{volume}' failed"))?;
     let tree = decoded.visitor.finish();
     if let Some(root) = tree.nodes.get(&b"."[..]) {
-        apply_root(&helper, root, interruptible)?;
+        apply_root(&helper, root, mode)?;
     }
     helper.remove()?;
     Ok((tree, decoded.sha256))
 }
 
 /// Give the volume root the archive's `./` owner, mode and time.
-fn apply_root(helper: &HelperContainer, root: &Node, interruptible: bool) -> anyhow::Result<()> {
+fn apply_root(helper: &HelperContainer, root: &Node, mode: Mode) -> anyhow::Result<()> {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(tar::EntryType::Directory);
     h.set_path("volume/")
@@ -164,28 +160,28 @@ fn apply_root(helper: &HelperContainer, root: &Node, interruptible: bool) -> any
     b.append(&h, std::io::empty())
         .map_err(|e| err!(Failure, "tar: {e}"))?;
     let bytes = b.into_inner().map_err(|e| err!(Failure, "tar: {e}"))?;
-    let mut sink = ExtractSink::open(helper.id(), "/", interruptible)?;
+    let mut sink = ArchiveWriter::open(helper.id(), "/", mode)?;
     use std::io::Write;
-    if sink.write_all(&bytes).is_err() {
-        return Err(sink.failure()).context("cannot set the owner and mode of the volume root");
-    }
+    sink.write_all(&bytes)
+        .context("cannot set the owner and mode of the volume root")?;
     sink.finish()
         .context("cannot set the owner and mode of the volume root")
 }
 
 /// Read the volume back as a tree.
-pub fn read_back(volume: &str, image: &str, interruptible: bool) -> anyhow::Result<Tree> {
-    let helper = HelperContainer::create(image, volume, false)?;
-    let mut stream = ArchiveStream::open_with(
-        helper.id(),
-        &format!("{}/.", docker::MOUNT_PATH),
-        interruptible,
-    )?;
+pub fn read_back(tool: &str, volume: &str, image: &str, mode: Mode) -> anyhow::Result<Tree> {
+    let helper = HelperContainer::create(tool, image, volume, false)?;
+    let mut stream = ArchiveReader::open(helper.id(), &format!("{}/.", docker::MOUNT_PATH), mode)?;
     let mut scanner = Scanner::new(TreeBuilder::default());
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = orca_shared::fsutil::read_full(&mut stream, &mut buf)
-            .context("cannot read the volume back")?;
+        let n = match orca_shared::fsutil::read_full(&mut stream, &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                return Err(engine::engine_error_of(&e).unwrap_or_else(|| e.into()))
+                    .context("cannot read the volume back");
+            }
+        };
         if n == 0 {
             break;
         }
@@ -194,7 +190,7 @@ pub fn read_back(volume: &str, image: &str, interruptible: bool) -> anyhow::Resu
             fail!(Failure, "reading volume '{volume}' back failed: {e}");
         }
     }
-    stream.finish()?;
+    drop(stream);
     let (result, builder) = scanner.finish();
     result.map_err(|e| err!(Failure, "reading volume '{volume}' back failed: {e}"))?;
     helper.remove()?;

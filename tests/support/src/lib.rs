@@ -11,8 +11,13 @@
 //! - [`listing`]: a volume or archive as comparable entries (type, size, mode,
 //!   owner, link target, content hash).
 
+#[cfg(unix)]
+pub mod engine_proxy;
 pub mod listing;
 pub mod sqldata;
+
+#[cfg(unix)]
+pub use engine_proxy::{Action, EngineProxy, http_response, wait_for};
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,181 @@
+//! Who created a helper container or a volume lock, as labels, and whether that
+//! process still runs.
+//!
+//! A process is named by host, operating system, machine id (Linux), pid and
+//! start time: a pid alone is reused, and two machines (or Windows and a WSL
+//! distribution on one machine) share one engine. Liveness is only judged for
+//! processes of this same machine; anything else is "unknown" and left alone.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// Label: the host name of the creating process.
+pub const HOST_LABEL: &str = "org.orca-backup.host";
+/// Label: its operating system (`linux`, `windows`, `macos`).
+pub const OS_LABEL: &str = "org.orca-backup.os";
+/// Label: the machine id (Linux `/etc/machine-id`; empty elsewhere).
+pub const MACHINE_LABEL: &str = "org.orca-backup.machine";
+/// Label: its process id.
+pub const PID_LABEL: &str = "org.orca-backup.pid";
+/// Label: its start time, seconds since the Unix epoch.
+pub const STARTED_LABEL: &str = "org.orca-backup.started";
+/// Label: the tool that created it.
+pub const TOOL_LABEL: &str = "org.orca-backup.tool";
+
+/// A process that created something in the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Creator {
+    /// Host name.
+    pub host: String,
+    /// Operating system.
+    pub os: String,
+    /// Machine id, where there is one.
+    pub machine: String,
+    /// Process id.
+    pub pid: u32,
+    /// Start time (seconds since the epoch).
+    pub started: u64,
+}
+
+/// Whether a creator still runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// It runs.
+    Alive,
+    /// It ran on this machine and is gone.
+    Gone,
+    /// It ran elsewhere (another host, OS or machine): cannot tell.
+    Unknown,
+}
+
+impl Creator {
+    /// This process.
+    pub fn current() -> &'static Creator {
+        static ME: OnceLock<Creator> = OnceLock::new();
+        ME.get_or_init(|| {
+            let pid = std::process::id();
+            Creator {
+                host: host_name(),
+                os: std::env::consts::OS.to_string(),
+                machine: machine_id(),
+                pid,
+                started: start_time(pid).unwrap_or(0),
+            }
+        })
+    }
+
+    /// The labels naming it (plus the tool).
+    pub fn labels(&self, tool: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (HOST_LABEL.to_string(), self.host.clone()),
+            (OS_LABEL.to_string(), self.os.clone()),
+            (MACHINE_LABEL.to_string(), self.machine.clone()),
+            (PID_LABEL.to_string(), self.pid.to_string()),
+            (STARTED_LABEL.to_string(), self.started.to_string()),
+            (TOOL_LABEL.to_string(), tool.to_string()),
+        ])
+    }
+
+    /// Read it back from labels; `None` when they do not name a process.
+    pub fn from_labels(labels: &HashMap<String, String>) -> Option<Creator> {
+        Some(Creator {
+            host: labels.get(HOST_LABEL)?.clone(),
+            os: labels.get(OS_LABEL)?.clone(),
+            machine: labels.get(MACHINE_LABEL).cloned().unwrap_or_default(),
+            pid: labels.get(PID_LABEL)?.parse().ok()?,
+            started: labels.get(STARTED_LABEL)?.parse().ok()?,
+        })
+    }
+
+    /// Whether it still runs, as far as this machine can tell.
+    pub fn liveness(&self) -> Liveness {
+        let me = Creator::current();
+        if self.host != me.host || self.os != me.os || self.machine != me.machine {
+            return Liveness::Unknown;
+        }
+        if self.pid == me.pid && self.started == me.started {
+            return Liveness::Alive;
+        }
+        match start_time(self.pid) {
+            // Start times are whole seconds; allow rounding between readings.
+            Some(t) if t.abs_diff(self.started) <= 1 => Liveness::Alive,
+            _ => Liveness::Gone,
+        }
+    }
+
+    /// "pid 123 on host" for messages.
+    pub fn describe(&self) -> String {
+        format!("pid {} on {}", self.pid, self.host)
+    }
+}
+
+fn host_name() -> String {
+    System::host_name().unwrap_or_default()
+}
+
+fn machine_id() -> String {
+    if cfg!(target_os = "linux") {
+        for p in ["/etc/machine-id", "/var/lib/dbus/machine-id"] {
+            if let Ok(s) = std::fs::read_to_string(p) {
+                let s = s.trim();
+                if !s.is_empty() {
+                    return s.to_string();
+                }
+            }
+        }
+    }
+    String::new()
+}
+
+/// A process's start time (seconds since the epoch), if it runs.
+fn start_time(pid: u32) -> Option<u64> {
+    let pid = Pid::from_u32(pid);
+    let mut sys = System::new().ok()?;
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    sys.process(pid).map(|p| p.start_time())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_round_trips_through_labels() {
+        let me = Creator::current();
+        assert!(me.started > 0, "start time of this process: {me:?}");
+        let back = Creator::from_labels(&me.labels("t")).unwrap();
+        assert_eq!(&back, me);
+        assert_eq!(back.liveness(), Liveness::Alive);
+    }
+
+    #[test]
+    fn a_finished_process_is_gone_and_other_hosts_unknown() {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--list")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let started = start_time(pid).unwrap_or(1);
+        child.wait().unwrap();
+        let me = Creator::current();
+        let dead = Creator {
+            pid,
+            started,
+            ..me.clone()
+        };
+        assert_eq!(dead.liveness(), Liveness::Gone);
+        let elsewhere = Creator {
+            host: format!("{}-other", me.host),
+            ..dead
+        };
+        assert_eq!(elsewhere.liveness(), Liveness::Unknown);
+        assert!(Creator::from_labels(&HashMap::new()).is_none());
+    }
+}
