@@ -11,6 +11,7 @@
 
 mod catalog;
 mod common;
+mod engine;
 mod export;
 mod foundation;
 mod prune;

@@ -218,19 +218,25 @@ fn classify(e: bollard::errors::Error) -> EngineError {
         B::HyperResponseError { err } if connection_broke(&err) => EngineError::Unreachable(
             format!("the connection to Docker broke: {}", source_text(&err)),
         ),
+        B::HyperLegacyError { err } if connection_broke(&err) => EngineError::Unreachable(format!(
+            "the connection to Docker broke: {}",
+            source_text(&err)
+        )),
         B::DockerStreamError { error } => EngineError::Other(error),
         other => EngineError::Other(source_text(&other)),
     }
 }
 
 /// A reply cut off: the engine went away (or a proxy between us dropped us).
-fn connection_broke(err: &hyper::Error) -> bool {
+fn connection_broke(err: &(dyn std::error::Error + 'static)) -> bool {
     use std::io::ErrorKind as K;
-    if err.is_incomplete_message() || err.is_closed() {
-        return true;
-    }
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_closed())
+        {
+            return true;
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && matches!(
                 io.kind(),

@@ -300,3 +300,66 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// A loopback TCP listener that forwards every connection to a Unix socket:
+/// the engine over `tcp://127.0.0.1:PORT` (what Wine and remote setups use).
+pub struct TcpBridge {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl TcpBridge {
+    /// Bridge 127.0.0.1:<free port> to the Unix socket `upstream`.
+    pub fn start(upstream: &Path) -> TcpBridge {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_a = Arc::clone(&stop);
+        let upstream = upstream.to_path_buf();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop_a.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut tcp) = conn else { continue };
+                let Ok(mut up) = UnixStream::connect(&upstream) else {
+                    continue;
+                };
+                let (Ok(mut tcp2), Ok(mut up2)) = (tcp.try_clone(), up.try_clone()) else {
+                    continue;
+                };
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut tcp2, &mut up2);
+                    let _ = up2.shutdown(std::net::Shutdown::Write);
+                });
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut up, &mut tcp);
+                    let _ = tcp.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        TcpBridge { port, stop }
+    }
+
+    /// In front of the default engine socket.
+    pub fn to_docker() -> TcpBridge {
+        Self::start(Path::new("/var/run/docker.sock"))
+    }
+
+    /// The port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `tcp://127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TcpBridge {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}

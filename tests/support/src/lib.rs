@@ -17,7 +17,7 @@ pub mod listing;
 pub mod sqldata;
 
 #[cfg(unix)]
-pub use engine_proxy::{Action, EngineProxy, http_response, wait_for};
+pub use engine_proxy::{Action, EngineProxy, TcpBridge, http_response, wait_for};
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
