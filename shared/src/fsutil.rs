@@ -40,6 +40,12 @@ impl AtomicFile {
         let temp = builder
             .tempfile_in(dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        if let Err(e) = crate::private::restrict(temp.path(), false) {
+            eprintln!(
+                "warning: cannot make {} private to you: {e}",
+                temp.path().display()
+            );
+        }
         // Marks the file as being written: orca-prune skips temp files it cannot lock.
         if let Err(e) = temp.as_file().try_lock() {
             eprintln!("warning: cannot lock {}: {e}", temp.path().display());

@@ -18,6 +18,7 @@ pub mod interrupt;
 pub mod manifest;
 pub mod names;
 pub mod paths;
+pub mod private;
 pub mod progress;
 pub mod record;
 pub mod tarscan;

@@ -83,7 +83,8 @@ pub fn utf8(path: &Path) -> anyhow::Result<&str> {
     }
 }
 
-/// Create `dir` and missing parents, private to the user (0700 on Unix). An
+/// Create `dir` and missing parents, private to the user (0700 on Unix, an
+/// owner-only ACL on Windows). An
 /// existing directory is left as it is: it may be one the user chose to share.
 pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.is_dir() {
@@ -97,7 +98,12 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
         builder.mode(0o700);
     }
     match builder.create(dir) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            if let Err(e) = crate::private::restrict(dir, true) {
+                eprintln!("warning: cannot make {} private to you: {e}", dir.display());
+            }
+            Ok(())
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("cannot create directory {}", dir.display())),
     }
