@@ -8,34 +8,6 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::need_docker;
 
-/// A volume with everything that is easy to get wrong.
-pub fn tricky_volume() -> TestVolume {
-    let vol = TestVolume::named(&unique("orca-test-tricky"));
-    vol.sh(r#"set -e
-cd /v
-mkdir -p data empty "dir with spaces" "données" deep
-dd if=/dev/urandom of=data/big.mdf bs=1048576 count=3 2>/dev/null
-echo "orca database" > data/Orca.mdf
-printf 'log' > data/Orca_log.ldf
-chown 10001:10001 data data/Orca.mdf data/big.mdf data/Orca_log.ldf
-chmod 0640 data/Orca.mdf
-chmod 0755 data/big.mdf
-echo root > root-owned.txt
-: > zero-bytes
-cp /bin/busybox suid-tool
-chmod 04755 suid-tool
-ln -s data/Orca.mdf link-to-mdf
-ln -s /nonexistent/absolute dangling-absolute
-ln data/Orca.mdf data/hard-link.mdf
-L=$(printf 'n%.0s' $(seq 1 120))
-mkdir -p "deep/$L"
-echo long > "deep/$L/$L.mdf"
-echo accent > "données/résumé é.txt"
-echo spaces > "dir with spaces/file with spaces.txt"
-chmod 0750 empty
-"#);
-    vol
-}
 
 fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();

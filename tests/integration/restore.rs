@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
-use crate::export::tricky_volume;
+
 use crate::need_docker;
 
 fn export(env: &Env, vol: &str, name: &str) -> PathBuf {

@@ -1,0 +1,317 @@
+//! The Windows build, end to end, under Wine, against the real engine.
+//!
+//! The `.exe` files come from `ORCA_WINDOWS_BIN_DIR` (scripts/test.sh builds
+//! them with `cargo build --target x86_64-pc-windows-gnu`). The engine reaches
+//! Wine through a loopback TCP bridge to its Unix socket and, for the default
+//! Windows endpoint, `orca-pipe-relay.exe` serving `\\.\pipe\docker_engine`
+//! (and Docker Desktop's `\\.\pipe\dockerDesktopLinuxEngine`) inside Wine.
+//! Without the variable these tests skip loudly, or fail when
+//! `ORCA_REQUIRE_WINE=1` (CI).
+
+#![cfg(unix)]
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
+
+#[path = "../integration/common.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+/// The directory of the Windows `.exe` files, or `None` (skip) / panic (CI).
+fn windows_bins(test: &str) -> Option<PathBuf> {
+    if !docker_or_skip(test) {
+        return None;
+    }
+    let required = std::env::var("ORCA_REQUIRE_WINE").is_ok_and(|v| v == "1");
+    let dir = std::env::var_os("ORCA_WINDOWS_BIN_DIR").map(PathBuf::from);
+    let usable = dir
+        .as_ref()
+        .is_some_and(|d| d.join("orca-export.exe").exists())
+        && Command::new("wine")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if usable {
+        return dir;
+    }
+    let why = "set ORCA_WINDOWS_BIN_DIR to the Windows build (scripts/test.sh does) and install Wine";
+    if required {
+        panic!("{test}: the Windows build under Wine is required (ORCA_REQUIRE_WINE=1): {why}");
+    }
+    eprintln!("\n*** SKIPPED {test}: {why}. ***\n");
+    None
+}
+
+macro_rules! need_wine {
+    () => {
+        match windows_bins(module_path!()) {
+            Some(d) => d,
+            None => return,
+        }
+    };
+}
+
+/// `Z:\...`: how Wine names a Unix path.
+fn z(path: &Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
+/// `wine TOOL.exe args...` with a private ORCA_HOME and no Docker settings
+/// from the outside (so the default Windows endpoint applies).
+fn wine(bins: &Path, home: &Path, tool: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("wine");
+    c.arg(bins.join(format!("{tool}.exe")))
+        .args(args)
+        .env("WINEDEBUG", "-all")
+        .env("ORCA_HOME", z(home))
+        .env_remove("ORCA_CONFIG")
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_CONFIG")
+        .stdin(Stdio::null());
+    c
+}
+
+/// One relay per pipe name for this test process, serving it until exit.
+struct Relay {
+    child: Child,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bridge() -> &'static TcpBridge {
+    static B: OnceLock<TcpBridge> = OnceLock::new();
+    B.get_or_init(TcpBridge::to_docker)
+}
+
+/// Serve `\\.\pipe\NAME` inside Wine, relayed to the engine, while the guard lives.
+fn relay(bins: &Path, pipe: &str) -> Relay {
+    let mut child = Command::new("wine")
+        .arg(bins.join("orca-pipe-relay.exe"))
+        .arg(format!(r"\\.\pipe\{pipe}"))
+        .arg(format!("127.0.0.1:{}", bridge().port()))
+        .env("WINEDEBUG", "-all")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("wine runs orca-pipe-relay.exe");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening"), "relay said {line:?}");
+    Relay { child }
+}
+
+fn sha256_file(p: &Path) -> String {
+    Sha256::digest(std::fs::read(p).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A volume made by a test and removed on drop, without creating it.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_containers_using(&self.0);
+        let _ = docker(&["volume", "rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn the_windows_build_backs_up_and_restores_through_the_default_named_pipe() {
+    let bins = need_wine!();
+    let _relay = relay(&bins, "docker_engine");
+    let home = tempfile::tempdir().unwrap();
+    let vol = tricky_volume();
+    vol.fill_sql_like(3 << 20, 77);
+
+    // find -> name -> export -> verify -> prune --dry-run -> report, JSON piped
+    // from one Windows process to the next.
+    let step = |tool: &str, args: &[&str], input: Option<&str>| -> Run {
+        let c = wine(&bins, home.path(), tool, args);
+        match input {
+            Some(i) => run_with_stdin(c, i),
+            None => Run::from_output({
+                let mut c = c;
+                c.output().unwrap()
+            }),
+        }
+    };
+    let found = step("orca-find-volume", &["--volume", &vol.name], None);
+    let named = step(
+        "orca-backup-name",
+        &["--name", "win-e2e"],
+        Some(&found.stdout),
+    );
+    let exported = step("orca-export", &[], Some(&named.stdout));
+    let verified = step("orca-verify", &[], Some(&exported.stdout));
+    let pruned = step("orca-prune", &["--dry-run"], Some(&verified.stdout));
+    let reported = step("orca-report", &[], Some(&pruned.stdout));
+    let stderr = reported.stderr.clone();
+    let rec = reported.ok();
+    assert!(stderr.contains("Backup complete"), "{stderr}");
+    assert_eq!(rec["verified"], true);
+    assert_eq!(rec["backup_path"], z(&home.path().join("backups/orca-db-win-e2e.tar.gz")));
+    let archive = home.path().join("backups/orca-db-win-e2e.tar.gz");
+    assert!(archive.exists());
+
+    // The Linux build makes the same bytes from the same volume.
+    let linux = tempfile::tempdir().unwrap();
+    let linux_archive = linux.path().join("orca-db-linux.tar.gz");
+    let env = Env::new();
+    export_run(&env, &vol.name, &linux_archive, &[]).ok();
+    assert_eq!(
+        sha256_file(&archive),
+        sha256_file(&linux_archive),
+        "the Windows and Linux builds wrote different archives"
+    );
+
+    // Restore with the Windows build into a new volume: entry by entry equal.
+    let target = unique("orca-test-win-restored");
+    let _gone = Cleanup(target.clone());
+    let restored = step(
+        "orca-restore",
+        &[&z(&archive), "--to-new-volume", &target],
+        None,
+    );
+    restored.ok();
+    let d = listing::diff(&listing::of_volume(&vol.name), &listing::of_volume(&target));
+    assert!(d.is_empty(), "{}", d.join("\n"));
+}
+
+#[test]
+fn docker_desktops_context_and_tcp_work_from_windows() {
+    let bins = need_wine!();
+    let _relay = relay(&bins, "dockerDesktopLinuxEngine");
+    let home = tempfile::tempdir().unwrap();
+    let vol = TestVolume::named(&unique("orca-test-win-ctx"));
+    // Docker Desktop's context as the CLI stores it: made by the real (Linux)
+    // CLI, which refuses npipe:// hosts on Linux, so its host is then set to
+    // the one Docker Desktop gives it on Windows.
+    let config = tempfile::tempdir().unwrap();
+    for args in [
+        &[
+            "context",
+            "create",
+            "desktop-linux",
+            "--docker",
+            "host=unix:///placeholder.sock",
+        ][..],
+        &["context", "use", "desktop-linux"][..],
+    ] {
+        let st = Command::new("docker")
+            .arg("--config")
+            .arg(config.path())
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "docker {args:?}");
+    }
+    let meta_dir = config.path().join("contexts/meta");
+    let meta = std::fs::read_dir(&meta_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("meta.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    assert!(text.contains("unix:///placeholder.sock"), "{text}");
+    std::fs::write(
+        &meta,
+        text.replace(
+            "unix:///placeholder.sock",
+            "npipe:////./pipe/dockerDesktopLinuxEngine",
+        ),
+    )
+    .unwrap();
+    let mut c = wine(&bins, home.path(), "orca-find-volume", &["--volume", &vol.name]);
+    c.env("DOCKER_CONFIG", z(config.path()));
+    let rec = Run::from_output(c.output().unwrap()).ok();
+    assert_eq!(rec["volume"], vol.name);
+    // DOCKER_HOST over TCP.
+    let mut c = wine(&bins, home.path(), "orca-find-volume", &["--volume", &vol.name]);
+    c.env("DOCKER_HOST", bridge().host());
+    let rec = Run::from_output(c.output().unwrap()).ok();
+    assert_eq!(rec["volume"], vol.name);
+    // And when nothing answers, the hint names Docker Desktop.
+    let mut c = wine(&bins, home.path(), "orca-find-volume", &["--volume", &vol.name]);
+    c.env("DOCKER_HOST", "npipe:////./pipe/orca_nobody_here");
+    let run = Run::from_output(c.output().unwrap());
+    let msg = run.message();
+    run.fails_with(3);
+    assert!(msg.contains("Docker Desktop"), "{msg}");
+}
+
+#[test]
+fn ctrl_c_during_a_stop_leaves_the_container_running_on_windows() {
+    let bins = need_wine!();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.json"),
+        r#"{"stop_timeout_seconds": 30, "engine_timeout_seconds": 60}"#,
+    )
+    .unwrap();
+    let vol = TestVolume::named(&unique("orca-test-win-int"));
+    vol.sh("echo x > /v/a.mdf");
+    let sql = TestContainer::running_on(&vol.name);
+    // The engine gets the stop, but its answer never comes: we are mid-stop.
+    let proxy = EngineProxy::in_front_of_docker();
+    proxy.rule("POST", "/stop", Action::ForwardThenHang, Some(1));
+    let front = TcpBridge::start(Path::new(&proxy.host()["unix://".len()..]));
+    let out = home.path().join("backups/orca-db-int.tar.gz");
+    let mut c = wine(
+        &bins,
+        home.path(),
+        "orca-export",
+        &["--volume", &vol.name, "--output", &z(&out), "--stop"],
+    );
+    c.env("DOCKER_HOST", front.host())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || proxy
+            .requests()
+            .iter()
+            .any(|r| r.contains("/stop"))),
+        "the stop was never sent"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // Wine turns SIGINT into the console's Ctrl-C event.
+    let t = Instant::now();
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let run = Run::from_output(child.wait_with_output().unwrap());
+    let took = t.elapsed();
+    let stderr = run.stderr.clone();
+    run.fails_with(130);
+    assert!(took < Duration::from_secs(15), "took {took:?}: {stderr}");
+    assert_eq!(sql.state(), "running", "{stderr}");
+    assert!(helpers_on(&vol.name).is_empty());
+    assert!(!out.exists());
+}
