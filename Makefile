@@ -30,7 +30,7 @@ restore: build
 	$(BIN)/orca-restore "$(ARCHIVE)" $(ARGS)
 
 test:
-	cargo test --workspace
+	scripts/test.sh
 
 demo:
 	scripts/demo.sh

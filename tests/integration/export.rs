@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::need_docker;
 
-
 fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())

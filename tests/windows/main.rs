@@ -43,7 +43,8 @@ fn windows_bins(test: &str) -> Option<PathBuf> {
     if usable {
         return dir;
     }
-    let why = "set ORCA_WINDOWS_BIN_DIR to the Windows build (scripts/test.sh does) and install Wine";
+    let why =
+        "set ORCA_WINDOWS_BIN_DIR to the Windows build (scripts/test.sh does) and install Wine";
     if required {
         panic!("{test}: the Windows build under Wine is required (ORCA_REQUIRE_WINE=1): {why}");
     }
@@ -169,7 +170,10 @@ fn the_windows_build_backs_up_and_restores_through_the_default_named_pipe() {
     let rec = reported.ok();
     assert!(stderr.contains("Backup complete"), "{stderr}");
     assert_eq!(rec["verified"], true);
-    assert_eq!(rec["backup_path"], z(&home.path().join("backups/orca-db-win-e2e.tar.gz")));
+    assert_eq!(
+        rec["backup_path"],
+        z(&home.path().join("backups/orca-db-win-e2e.tar.gz"))
+    );
     let archive = home.path().join("backups/orca-db-win-e2e.tar.gz");
     assert!(archive.exists());
 
@@ -246,17 +250,32 @@ fn docker_desktops_context_and_tcp_work_from_windows() {
         ),
     )
     .unwrap();
-    let mut c = wine(&bins, home.path(), "orca-find-volume", &["--volume", &vol.name]);
+    let mut c = wine(
+        &bins,
+        home.path(),
+        "orca-find-volume",
+        &["--volume", &vol.name],
+    );
     c.env("DOCKER_CONFIG", z(config.path()));
     let rec = Run::from_output(c.output().unwrap()).ok();
     assert_eq!(rec["volume"], vol.name);
     // DOCKER_HOST over TCP.
-    let mut c = wine(&bins, home.path(), "orca-find-volume", &["--volume", &vol.name]);
+    let mut c = wine(
+        &bins,
+        home.path(),
+        "orca-find-volume",
+        &["--volume", &vol.name],
+    );
     c.env("DOCKER_HOST", bridge().host());
     let rec = Run::from_output(c.output().unwrap()).ok();
     assert_eq!(rec["volume"], vol.name);
     // And when nothing answers, the hint names Docker Desktop.
-    let mut c = wine(&bins, home.path(), "orca-find-volume", &["--volume", &vol.name]);
+    let mut c = wine(
+        &bins,
+        home.path(),
+        "orca-find-volume",
+        &["--volume", &vol.name],
+    );
     c.env("DOCKER_HOST", "npipe:////./pipe/orca_nobody_here");
     let run = Run::from_output(c.output().unwrap());
     let msg = run.message();

@@ -26,7 +26,7 @@ use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::docker::{self, ContainerRef, HelperContainer, StoppedContainers, VolumeInfo};
 use orca_shared::engine::{self, ArchiveReader, Mode};
-use orca_shared::fsutil::{self, AtomicFile, DirLock, read_full};
+use orca_shared::fsutil::{self, AtomicFile, DirLock};
 use orca_shared::interrupt;
 use orca_shared::manifest::{ContainerAtBackup, Manifest};
 use orca_shared::names::{self, Compression};
@@ -584,11 +584,11 @@ pub fn stream_to(
     )?;
     let mut encoder = Encoder::new(compression, level, file).context("cannot start compressing")?;
     let mut scanner = Scanner::new(());
-    let mut buf = vec![0u8; 1 << 20];
     loop {
         interrupt::check()?;
-        let n = match read_full(&mut source, &mut buf) {
-            Ok(n) => n,
+        let chunk = match source.next_chunk() {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
             Err(e) => {
                 interrupt::check()?;
                 if let Some(err) = engine::engine_error_of(&e) {
@@ -597,20 +597,17 @@ pub fn stream_to(
                 return Err(e).context("cannot read the volume's stream from Docker");
             }
         };
-        if n == 0 {
-            break;
-        }
-        if let Err(e) = scanner.feed(&buf[..n]) {
+        if let Err(e) = scanner.feed(&chunk) {
             source.abort();
             fail!(Failure, "Docker sent a damaged tar stream: {e}");
         }
-        if let Err(e) = encoder.write_all(&buf[..n]) {
+        if let Err(e) = encoder.write_all(&chunk) {
             source.abort();
             // The pipeline's own error (disk full...) says more than "stopped".
             let real = encoder.finish().err().unwrap_or(e);
             return Err(real).context("cannot write the archive");
         }
-        shown.add(n as u64);
+        shown.add(chunk.len() as u64);
     }
     interrupt::check()?;
     drop(source);

@@ -2,10 +2,10 @@
 //! (`GET`/`PUT /containers/ID/archive`), as blocking `Read` and `Write`.
 //!
 //! Out: a task on the engine runtime pulls the response body (hyper parses
-//! its framing, chunked or not), gathers it into blocks of about 256 KiB and
-//! hands them over a small bounded channel, so the engine keeps sending while
-//! we compress, memory stays bounded, and the reading thread wakes once per
-//! block rather than once per 32 KiB frame. Silence longer than the request
+//! its framing, chunked or not) and hands its frames over a small bounded
+//! channel in batches of about 256 KiB, without copying them, so the engine
+//! keeps sending while we compress, memory stays bounded, and the reading
+//! thread wakes once per batch rather than once per 32 KiB frame. Silence longer than the request
 //! deadline ends the stream with an error; Ctrl-C ends an interruptible one
 //! at once. A stream cut short is caught by the caller's tar reader, which
 //! insists on the end-of-archive marker.
@@ -30,8 +30,8 @@ const IN_SLOTS: usize = 4;
 
 /// A tar stream coming out of a container.
 pub struct ArchiveReader {
-    rx: mpsc::Receiver<Result<Bytes, EngineError>>,
-    current: Bytes,
+    rx: mpsc::Receiver<Result<Vec<Bytes>, EngineError>>,
+    ready: std::collections::VecDeque<Bytes>,
     task: tokio::task::JoinHandle<()>,
     mode: Mode,
     what: String,
@@ -51,7 +51,9 @@ impl ArchiveReader {
         let id = container.to_string();
         let task = runtime().spawn(async move {
             let mut body = docker.download_from_container(&id, Some(options));
-            let mut gathered = BytesMut::with_capacity(GATHER * 2);
+            // Frames are handed over in batches, without copying them.
+            let mut batch: Vec<Bytes> = Vec::new();
+            let mut batched = 0usize;
             loop {
                 let next = match tokio::time::timeout(idle, body.next()).await {
                     Ok(n) => n,
@@ -62,13 +64,13 @@ impl ArchiveReader {
                 };
                 match next {
                     Some(Ok(chunk)) => {
-                        gathered.extend_from_slice(&chunk);
-                        if gathered.len() >= GATHER {
-                            let block = gathered.split().freeze();
-                            if tx.send(Ok(block)).await.is_err() {
+                        batched += chunk.len();
+                        batch.push(chunk);
+                        if batched >= GATHER {
+                            batched = 0;
+                            if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
                                 return; // the reader is gone
                             }
-                            gathered.reserve(GATHER * 2);
                         }
                     }
                     Some(Err(e)) => {
@@ -76,8 +78,8 @@ impl ArchiveReader {
                         return;
                     }
                     None => {
-                        if !gathered.is_empty() {
-                            let _ = tx.send(Ok(gathered.split().freeze())).await;
+                        if !batch.is_empty() {
+                            let _ = tx.send(Ok(batch)).await;
                         }
                         return;
                     }
@@ -86,7 +88,7 @@ impl ArchiveReader {
         });
         Ok(ArchiveReader {
             rx,
-            current: Bytes::new(),
+            ready: std::collections::VecDeque::new(),
             task,
             mode,
             what: format!(
@@ -95,6 +97,39 @@ impl ArchiveReader {
             ),
             done: false,
         })
+    }
+
+    /// The next piece of the stream as it arrived (`None` at its end), for
+    /// callers that can use the bytes without another copy.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            if let Some(b) = self.ready.pop_front() {
+                if b.is_empty() {
+                    continue;
+                }
+                return Ok(Some(b));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            // The producer enforces the silence deadline; this wait only
+            // needs an upper bound for safety and the interrupt.
+            let limit = timeouts().request * 2;
+            let rx = &mut self.rx;
+            let next = block_on(limit, self.mode, async move { Ok(rx.recv().await) });
+            match next {
+                Ok(Some(Ok(batch))) => self.ready.extend(batch),
+                Ok(None) => self.done = true,
+                Ok(Some(Err(e))) | Err(e) => {
+                    self.done = true;
+                    self.task.abort();
+                    return Err(io::Error::other(EngineIoError {
+                        error: e,
+                        what: self.what.clone(),
+                    }));
+                }
+            }
+        }
     }
 
     /// Stop the stream now (after an error on our side): the connection closes.
@@ -108,31 +143,15 @@ impl Read for ArchiveReader {
         if buf.is_empty() {
             return Ok(0);
         }
-        while self.current.is_empty() {
-            if self.done {
-                return Ok(0);
-            }
-            // The producer enforces the silence deadline; this wait only
-            // needs an upper bound for safety and the interrupt.
-            let limit = timeouts().request * 2;
-            let rx = &mut self.rx;
-            let next = block_on(limit, self.mode, async move { Ok(rx.recv().await) });
-            match next {
-                Ok(Some(Ok(block))) => self.current = block,
-                Ok(None) => self.done = true,
-                Ok(Some(Err(e))) | Err(e) => {
-                    self.done = true;
-                    self.task.abort();
-                    return Err(io::Error::other(EngineIoError {
-                        error: e,
-                        what: self.what.clone(),
-                    }));
-                }
-            }
+        let Some(mut chunk) = self.next_chunk()? else {
+            return Ok(0);
+        };
+        let n = buf.len().min(chunk.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        let _ = chunk.split_to(n);
+        if !chunk.is_empty() {
+            self.ready.push_front(chunk);
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        let _ = self.current.split_to(n);
         Ok(n)
     }
 }

@@ -65,6 +65,8 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(not(windows))]
 fn main() -> std::process::ExitCode {
-    eprintln!("orca-pipe-relay serves Windows named pipes: build it for Windows and run it there or under Wine");
+    eprintln!(
+        "orca-pipe-relay serves Windows named pipes: build it for Windows and run it there or under Wine"
+    );
     std::process::ExitCode::from(2)
 }
