@@ -27,13 +27,32 @@ pub struct CommonArgs {
     pub completions: Option<clap_complete::Shell>,
 }
 
+/// Whether a tool reads the JSON record on stdin (the stdin contract in
+/// docs/record.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StdinUse {
+    /// The command line gives all the step needs: stdin is not read, so an
+    /// idle stdin never hangs the tool and a `while read` loop keeps its input.
+    Never,
+    /// A pipeline step: read the record when stdin is not a terminal.
+    IfPiped,
+    /// `-` was given: read the record even from a terminal.
+    Always,
+}
+
 /// A tool's parsed flags, which include [`CommonArgs`].
 pub trait ToolArgs: Parser {
     /// The common flags.
     fn common(&self) -> &CommonArgs;
+
+    /// Whether to read the record on stdin.
+    fn stdin(&self) -> StdinUse {
+        StdinUse::IfPiped
+    }
 }
 
-/// `impl ToolArgs` for a clap struct with a `common: CommonArgs` field.
+/// `impl ToolArgs` for a clap struct with a `common: CommonArgs` field;
+/// `tool_args!(Cli, stdin = |cli: &Cli| ...)` also says when it reads stdin.
 #[macro_export]
 macro_rules! tool_args {
     ($cli:ty) => {
@@ -43,6 +62,36 @@ macro_rules! tool_args {
             }
         }
     };
+    ($cli:ty, stdin = $f:expr) => {
+        impl $crate::app::ToolArgs for $cli {
+            fn common(&self) -> &$crate::app::CommonArgs {
+                &self.common
+            }
+            fn stdin(&self) -> $crate::app::StdinUse {
+                let f: fn(&$cli) -> $crate::app::StdinUse = $f;
+                f(self)
+            }
+        }
+    };
+}
+
+/// clap value parser for the `-` argument ("read the record on stdin").
+pub fn dash(value: &str) -> Result<String, String> {
+    if value == "-" {
+        Ok(value.to_string())
+    } else {
+        Err("the only argument this tool takes is `-` (read a JSON record on stdin)".into())
+    }
+}
+
+/// `StdinUse` for a tool whose ARCHIVE argument may be given: a path needs no
+/// record, `-` forces reading one, nothing reads one from a pipe.
+pub fn archive_stdin(archive: Option<&std::path::Path>) -> StdinUse {
+    match archive {
+        Some(p) if p.as_os_str() == "-" => StdinUse::Always,
+        Some(_) => StdinUse::Never,
+        None => StdinUse::IfPiped,
+    }
 }
 
 /// What a tool's `run` gets: the record to extend, the config, its name.
@@ -98,7 +147,12 @@ pub fn main<A: ToolArgs>(
         return ExitCode::SUCCESS;
     }
 
-    let (record, source) = match Record::from_stdin() {
+    let read = match args.stdin() {
+        StdinUse::Never => Ok((Record::new(), Source::Fresh)),
+        StdinUse::IfPiped => Record::from_stdin(false),
+        StdinUse::Always => Record::from_stdin(true),
+    };
+    let (record, source) = match read {
         Ok(r) => r,
         Err(e) => return fail(tool, Record::new(), &e),
     };

@@ -236,25 +236,45 @@ impl Config {
                 );
             }
         }
+        use crate::limits;
         for (key, value, min, max) in [
             (
                 "stop_timeout_seconds",
                 config.stop_timeout_seconds,
                 0,
-                86_400,
+                limits::MAX_STOP_SECONDS,
             ),
             (
                 "engine_timeout_seconds",
                 config.engine_timeout_seconds,
-                1,
-                3_600,
+                limits::ENGINE_TIMEOUT.0,
+                limits::ENGINE_TIMEOUT.1,
+            ),
+            (
+                "min_size_warning_mb",
+                config.min_size_warning_mb,
+                0,
+                limits::MAX_MIN_SIZE_MB,
+            ),
+            (
+                "retention.max_count",
+                config.retention.max_count,
+                0,
+                limits::MAX_COUNT,
+            ),
+            (
+                "retention.max_age_days",
+                config.retention.max_age_days,
+                0,
+                limits::MAX_AGE_DAYS,
             ),
         ] {
-            if !(min..=max).contains(&value) {
+            if let Err(why) = limits::check("value", value, min, max) {
+                let path: Vec<&str> = key.split('.').collect();
                 crate::fail!(
                     Usage,
-                    "invalid config {file}: line {}: key '{key}': {value} is out of range (give {min} to {max})",
-                    line_of(text, &[key])
+                    "invalid config {file}: line {}: key '{key}': {why}",
+                    line_of(text, &path)
                 );
             }
         }
@@ -429,6 +449,16 @@ mod tests {
                 "{\n\"stop_timeout_seconds\": 99999999\n}",
                 "line 2",
                 "stop_timeout_seconds",
+            ),
+            (
+                "{\n\"retention\": {\n\"max_age_days\": 200000000000}\n}",
+                "line 3",
+                "200000000000",
+            ),
+            (
+                "{\n\"min_size_warning_mb\": 18446744073709551615\n}",
+                "line 2",
+                "min_size_warning_mb",
             ),
             ("[1]", "line 1", "one JSON object"),
         ];

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod exit;
 pub mod fsutil;
 pub mod interrupt;
+pub mod limits;
 pub mod manifest;
 pub mod names;
 pub mod paths;

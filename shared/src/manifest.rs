@@ -204,9 +204,33 @@ pub fn to_bytes(m: &Manifest) -> Vec<u8> {
     bytes
 }
 
-/// Write (or replace) the manifest beside `archive`, atomically.
+/// Write (or replace) the manifest beside `archive`, atomically, keeping
+/// every field of the existing manifest this version does not own (what a
+/// newer version or another tool wrote: copies, drills...), in its place.
 pub fn write(archive: &Path, m: &Manifest) -> anyhow::Result<()> {
-    crate::fsutil::write_atomic(&path_for(archive), &to_bytes(m))
+    let path = path_for(archive);
+    let existing = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let bytes = match existing {
+        Some(serde_json::Value::Object(old)) => merged(old, m),
+        _ => to_bytes(m),
+    };
+    crate::fsutil::write_atomic(&path, &bytes)
+}
+
+/// `old` with the fields `m` owns replaced (in place) or added (at the end).
+fn merged(mut old: serde_json::Map<String, serde_json::Value>, m: &Manifest) -> Vec<u8> {
+    let serde_json::Value::Object(ours) = serde_json::to_value(m).expect("a manifest serializes")
+    else {
+        unreachable!("a manifest serializes to an object");
+    };
+    for (key, value) in ours {
+        old.insert(key, value);
+    }
+    let mut bytes = serde_json::to_vec_pretty(&old).expect("a JSON map serializes");
+    bytes.push(b'\n');
+    bytes
 }
 
 #[cfg(test)]
@@ -270,5 +294,41 @@ mod tests {
         )
         .unwrap();
         assert!(read(&archive).warning().unwrap().contains("damaged"));
+    }
+
+    #[test]
+    fn rewriting_keeps_fields_it_does_not_own_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("orca-db-x.tar.gz");
+        let mut v = serde_json::to_value(sample()).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        let mut with_extra = serde_json::Map::new();
+        for (k, val) in obj.iter() {
+            with_extra.insert(k.clone(), val.clone());
+            if k == "volume" {
+                with_extra.insert("copies".into(), serde_json::json!([{"url": "s3://b/x"}]));
+            }
+        }
+        with_extra.insert("drills".into(), serde_json::json!([{"ok": true}]));
+        std::fs::write(
+            path_for(&archive),
+            serde_json::to_vec(&serde_json::Value::Object(with_extra)).unwrap(),
+        )
+        .unwrap();
+        let mut m = read(&archive).manifest().unwrap().clone();
+        m.verification = Some(Verification {
+            verified: true,
+            verified_at: "2026-11-27T00:00:00Z".into(),
+            failed_checks: vec![],
+        });
+        write(&archive, &m).unwrap();
+        let back: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path_for(&archive)).unwrap()).unwrap();
+        let keys: Vec<&String> = back.as_object().unwrap().keys().collect();
+        let at = |k: &str| keys.iter().position(|x| *x == k).unwrap();
+        assert_eq!(at("copies"), at("volume") + 1, "{keys:?}");
+        assert_eq!(back["drills"], serde_json::json!([{"ok": true}]));
+        assert_eq!(back["verification"]["verified"], true);
+        assert_eq!(read(&archive).manifest(), Some(&m));
     }
 }

@@ -33,10 +33,11 @@ impl Record {
         Record::default()
     }
 
-    /// Read the record from stdin unless stdin is a terminal; empty input is a fresh record.
-    pub fn from_stdin() -> anyhow::Result<(Record, Source)> {
+    /// Read the record from stdin unless stdin is a terminal (`force`: even
+    /// then); empty input is a fresh record.
+    pub fn from_stdin(force: bool) -> anyhow::Result<(Record, Source)> {
         let stdin = io::stdin();
-        if stdin.is_terminal() {
+        if stdin.is_terminal() && !force {
             return Ok((Record::new(), Source::Fresh));
         }
         let mut bytes = Vec::new();

@@ -77,7 +77,13 @@ fn a_failed_record_passes_through_unchanged_with_its_code() {
     let env = Env::new();
     let failed = r#"{"success":false,"error":{"code":"volume_not_found","message":"gone","exit_code":4,"step":"orca-find-volume"},"extra":[1]}"#;
     for tool in TOOLS {
-        let run = env.run_with(tool, &[], failed);
+        // The tools that start a pipeline read a record only when told (`-`).
+        let args: &[&str] = if matches!(*tool, "orca-find-volume" | "orca-list") {
+            &["-"]
+        } else {
+            &[]
+        };
+        let run = env.run_with(tool, args, failed);
         assert_eq!(run.code, 4, "{tool}: {}", run.stderr);
         let want: Value = serde_json::from_str(failed).unwrap();
         assert_eq!(run.json, want, "{tool} changed the failed record");

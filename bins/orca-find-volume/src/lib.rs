@@ -19,12 +19,23 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub volume: Option<String>,
 
+    /// `-`: read a JSON record on stdin and use its "volume" (by default this tool does not read stdin)
+    #[arg(value_name = "-", value_parser = orca_shared::app::dash)]
+    pub record: Option<String>,
+
     /// Flags every orca tool has.
     #[command(flatten)]
     pub common: CommonArgs,
 }
 
-orca_shared::tool_args!(Cli);
+orca_shared::tool_args!(
+    Cli,
+    stdin = |cli: &Cli| if cli.record.is_some() {
+        orca_shared::app::StdinUse::Always
+    } else {
+        orca_shared::app::StdinUse::Never
+    }
+);
 
 /// Find the volume and add `volume`, `candidates` and `in_use_by` to the record.
 pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {

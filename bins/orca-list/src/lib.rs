@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use chrono::{DateTime, Duration, Local, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Local, NaiveDate, TimeZone, Utc};
 use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::catalog::{self, Found};
@@ -58,6 +58,10 @@ pub struct Cli {
     #[arg(long, value_name = "RFC3339", hide = true)]
     pub now: Option<String>,
 
+    /// `-`: read a JSON record on stdin and pass its fields on (by default this tool does not read stdin)
+    #[arg(value_name = "-", value_parser = orca_shared::app::dash)]
+    pub record: Option<String>,
+
     /// Flags every orca tool has.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -72,7 +76,14 @@ pub enum Format {
     Table,
 }
 
-orca_shared::tool_args!(Cli);
+orca_shared::tool_args!(
+    Cli,
+    stdin = |cli: &Cli| if cli.record.is_some() {
+        orca_shared::app::StdinUse::Always
+    } else {
+        orca_shared::app::StdinUse::Never
+    }
+);
 
 /// One line of the catalog.
 #[derive(Clone, Debug, Serialize)]
@@ -157,21 +168,14 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>>
             return Ok(t.with_timezone(&Utc));
         }
     }
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    if let Ok(n) = num.parse::<i64>() {
-        let age = match unit {
-            "d" => Some(Duration::days(n)),
-            "h" => Some(Duration::hours(n)),
-            "m" => Some(Duration::minutes(n)),
-            _ => None,
-        };
-        if let Some(age) = age {
-            return Ok(now - age);
-        }
+    if let Some(age) = orca_shared::limits::parse_age(s)
+        && let Some(t) = now.checked_sub_signed(age)
+    {
+        return Ok(t);
     }
     fail!(
         Usage,
-        "--since {s:?}: give an RFC 3339 time, a date (2026-06-30) or an age (7d, 12h, 30m)"
+        "--since {s:?}: give an RFC 3339 time, a date (2026-06-30) or an age up to 100 years (7d, 12h, 30m)"
     )
 }
 
@@ -358,8 +362,14 @@ mod tests {
             parse_since("2026-06-01T00:00:00Z", now).unwrap(),
             Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
         );
-        assert_eq!(parse_since("7d", now).unwrap(), now - Duration::days(7));
-        assert_eq!(parse_since("12h", now).unwrap(), now - Duration::hours(12));
+        assert_eq!(
+            parse_since("7d", now).unwrap(),
+            now - chrono::Duration::days(7)
+        );
+        assert_eq!(
+            parse_since("12h", now).unwrap(),
+            now - chrono::Duration::hours(12)
+        );
         assert!(parse_since("2026-06-01", now).is_ok());
         for bad in ["yesterday", "7w", "", "d"] {
             assert!(parse_since(bad, now).is_err(), "{bad}");

@@ -36,11 +36,11 @@ use crate::policy::{Decision, Item, Policy};
 #[command(version, about, long_about)]
 pub struct Cli {
     /// Keep the newest N timestamped backups; 0 turns the rule off [default: config retention.max_count, else 10]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=orca_shared::limits::MAX_COUNT))]
     pub max_count: Option<u64>,
 
     /// Keep backups younger than N days; 0 turns the rule off [default: config retention.max_age_days, else 30]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=orca_shared::limits::MAX_AGE_DAYS))]
     pub max_age_days: Option<u64>,
 
     /// Never prune named backups [default, unless config retention.keep_named is false]

@@ -68,7 +68,7 @@ pub fn main() -> ExitCode {
         clap_complete_generate(shell, &mut cmd);
         return ExitCode::SUCCESS;
     }
-    let mut record = match Record::from_stdin() {
+    let mut record = match Record::from_stdin(false) {
         Ok((r, _)) => r,
         Err(e) => return orca_shared::app::fail(TOOL, Record::new(), &e),
     };

@@ -14,10 +14,10 @@
 //!    back the same way and say so (exit 10); if even that fails, exit 11 and
 //!    name the safety backup.
 
+pub mod prescan;
 pub mod tree;
 pub mod volume;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -27,11 +27,11 @@ use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::docker::{self, ContainerRef, StoppedContainers, VolumeInfo};
 use orca_shared::engine::Mode;
 use orca_shared::names;
-use orca_shared::tarscan::{self, Entry, EntryType, Visitor};
 use orca_shared::volume_lock::{self, LockMode, LockRequest};
 use orca_shared::{ErrorKind, OrcaError, discover, fail, interrupt, paths};
 use serde::Serialize;
 
+use crate::prescan::Prescan;
 use crate::tree::{Tree, TreeBuilder};
 
 /// Restore a Docker volume from a backup archive, with a safety copy and automatic rollback.
@@ -44,7 +44,7 @@ use crate::tree::{Tree, TreeBuilder};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Cli {
-    /// Archive to restore (gzip, zstd or plain tar) [default: the record's backup_path]
+    /// Archive to restore (gzip, zstd or plain tar); `-` or nothing: the backup_path of the record on stdin
     #[arg(value_name = "ARCHIVE")]
     pub archive: Option<PathBuf>,
 
@@ -77,64 +77,10 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
-orca_shared::tool_args!(Cli);
-
-/// Checks every entry before a restore, and builds the archive's tree.
-#[derive(Debug, Default)]
-pub struct Prescan {
-    /// The archive's tree.
-    pub tree: TreeBuilder,
-    symlinks: BTreeSet<Vec<u8>>,
-}
-
-impl Visitor for Prescan {
-    fn entry(&mut self, e: &Entry) -> Result<(), String> {
-        let shown = e.display_path();
-        if let Some(why) = tarscan::unsafe_path_reason(&e.path) {
-            return Err(format!(
-                "unsafe entry '{shown}' ({why}): refusing to restore it"
-            ));
-        }
-        if e.kind == EntryType::HardLink
-            && let Some(why) = tarscan::unsafe_path_reason(&e.link)
-        {
-            return Err(format!(
-                "unsafe hard link '{shown}' ({why} in its target): refusing to restore it"
-            ));
-        }
-        let path = tarscan::normalize(&e.path);
-        let mut prefix = Vec::new();
-        for part in path.split(|b| *b == b'/') {
-            if !prefix.is_empty() && self.symlinks.contains(&prefix) {
-                return Err(format!(
-                    "unsafe entry '{shown}': it would be written through the symbolic link '{}'",
-                    String::from_utf8_lossy(&prefix)
-                ));
-            }
-            if !prefix.is_empty() {
-                prefix.push(b'/');
-            }
-            prefix.extend_from_slice(part);
-        }
-        if path == b"." && e.kind != EntryType::Directory {
-            return Err(format!(
-                "unsafe entry '{shown}': the root of the archive is not a directory"
-            ));
-        }
-        if e.kind == EntryType::Symlink {
-            self.symlinks.insert(path);
-        }
-        self.tree.entry(e)
-    }
-
-    fn data(&mut self, chunk: &[u8]) {
-        self.tree.data(chunk);
-    }
-
-    fn end_entry(&mut self) {
-        self.tree.end_entry();
-    }
-}
+orca_shared::tool_args!(
+    Cli,
+    stdin = |cli: &Cli| orca_shared::app::archive_stdin(cli.archive.as_deref())
+);
 
 /// The plan, reported by `--dry-run` and before acting.
 #[derive(Clone, Debug, Serialize)]

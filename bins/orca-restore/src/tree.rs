@@ -22,9 +22,9 @@ pub struct Node {
     /// Permission bits.
     pub mode: u32,
     /// Owner.
-    pub uid: u64,
+    pub uid: i64,
     /// Group.
-    pub gid: u64,
+    pub gid: i64,
     /// Symlink target.
     pub link: Vec<u8>,
     /// Content hash (files).
@@ -194,6 +194,18 @@ impl Visitor for TreeBuilder {
     fn data(&mut self, chunk: &[u8]) {
         if let Some((_, h)) = self.current.as_mut() {
             h.update(chunk);
+        }
+    }
+
+    fn hole(&mut self, mut len: u64) {
+        // A sparse file's hole is zeros in the extracted file.
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        if let Some((_, h)) = self.current.as_mut() {
+            while len > 0 {
+                let n = len.min(ZEROS.len() as u64) as usize;
+                h.update(&ZEROS[..n]);
+                len -= n as u64;
+            }
         }
     }
 

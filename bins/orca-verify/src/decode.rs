@@ -48,7 +48,10 @@ impl Format {
     pub fn detect(head: &[u8]) -> Option<Format> {
         if head.starts_with(&[0x1f, 0x8b]) {
             Some(Format::Gzip)
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+            || (head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18])
+        {
+            // A zstd frame, or a skippable frame first (pzstd writes one).
             Some(Format::Zstd)
         } else if head.len() >= 512
             && (&head[257..262] == b"ustar" || tar_checksum_ok(&head[..512]))
@@ -97,6 +100,8 @@ pub struct Decoded<V> {
     pub visitor: V,
     /// Why the tap stopped taking bytes, if it did (then `integrity` is an error too).
     pub tap_error: Option<io::Error>,
+    /// Things a person should know that do not make the archive damaged.
+    pub warnings: Vec<String>,
 }
 
 /// Read `path` through: hash it, decompress it, scan the tar with `visitor`.
@@ -155,10 +160,14 @@ pub fn decode_tee<V: Visitor>(
             scanner: Scanner::new(visitor),
             tap,
             tap_error: None,
+            warnings: Vec::new(),
         };
         let (format, members, integrity) = decode_stream(&mut chunks, &mut sink);
         let Sink {
-            scanner, tap_error, ..
+            scanner,
+            tap_error,
+            warnings,
+            ..
         } = sink;
         let (scanned, visitor) = scanner.finish();
         // A decompression error is the cause of whatever the tar scan says then.
@@ -179,6 +188,7 @@ pub fn decode_tee<V: Visitor>(
             integrity,
             visitor,
             tap_error,
+            warnings,
         })
     })
 }
@@ -188,6 +198,7 @@ struct Sink<'t, V: Visitor> {
     scanner: Scanner<V>,
     tap: Option<&'t mut dyn Write>,
     tap_error: Option<io::Error>,
+    warnings: Vec<String>,
 }
 
 impl<V: Visitor> Sink<'_, V> {
@@ -308,18 +319,20 @@ fn pump<V: Visitor>(mut r: impl Read, scanner: &mut Sink<'_, V>, what: &str) -> 
 }
 
 /// gzip: member by member with libdeflate while members carry the `OB` field,
-/// streaming for anything else.
+/// streaming for anything else. A member must use exactly the bytes its `OB`
+/// field claims. Zeros after the last member (tape blocking, `dd conv=sync`)
+/// are accepted with a warning, as `gzip -t` does; anything else is damage.
 fn gzip<V: Visitor>(
     first: Vec<u8>,
     chunks: &mut Chunks,
-    scanner: &mut Sink<'_, V>,
+    sink: &mut Sink<'_, V>,
 ) -> (u64, Result<(), String>) {
     let mut buf = first;
     let mut pos = 0usize;
     let mut offset = 0u64; // file offset of buf[0]
     let mut members = 0u64;
     let mut out = Vec::new();
-    let mut inflate = libdeflater::Decompressor::new();
+    let mut inflate = crate::member::MemberDecoder::new();
     let mut eof = false;
     loop {
         let avail = buf.len() - pos;
@@ -340,9 +353,17 @@ fn gzip<V: Visitor>(
                     if avail >= msize {
                         out.resize(isize as usize, 0);
                         let member = &buf[pos..pos + msize];
-                        match inflate.gzip_decompress(member, &mut out) {
-                            Ok(n) if n == isize as usize => {}
-                            Ok(_) | Err(_) => {
+                        match inflate.gzip(member, &mut out) {
+                            Some((used, n)) if used == msize && n == isize as usize => {}
+                            Some((used, _)) if used != msize => {
+                                return (
+                                    members,
+                                    Err(format!(
+                                        "gzip member at byte {at} is {used} bytes long, not the {msize} its header claims (bytes hidden after it)"
+                                    )),
+                                );
+                            }
+                            Some(_) | None => {
                                 return (
                                     members,
                                     Err(format!(
@@ -351,7 +372,7 @@ fn gzip<V: Visitor>(
                                 );
                             }
                         }
-                        if let Err(e) = scanner.feed(&out) {
+                        if let Err(e) = sink.feed(&out) {
                             return (members, Err(e));
                         }
                         members += 1;
@@ -375,17 +396,19 @@ fn gzip<V: Visitor>(
                         current: rest,
                         pos: 0,
                     };
-                    let d = flate2::read::MultiGzDecoder::new(reader);
-                    return (members, pump(d, scanner, "gzip"));
+                    let at = offset + pos as u64;
+                    let (more, result) = gzip_stream(reader, at, sink);
+                    return (members + more, result);
                 }
                 None => {
                     let at = offset + pos as u64;
-                    return (
-                        members,
-                        Err(format!(
-                            "unexpected data after the last gzip member (at byte {at})"
-                        )),
-                    );
+                    let rest = buf.split_off(pos);
+                    let reader = ChunkReader {
+                        chunks,
+                        current: rest,
+                        pos: 0,
+                    };
+                    return (members, zeros_after(reader, at, sink));
                 }
             }
         }
@@ -405,5 +428,79 @@ fn gzip<V: Visitor>(
             }
             None => eof = true,
         }
+    }
+}
+
+/// gzip members from any writer, one after the other, with flate2 (each
+/// member's CRC-32 and length checked). `at`: the file offset of the first.
+fn gzip_stream<V: Visitor>(
+    reader: impl Read,
+    start: u64,
+    sink: &mut Sink<'_, V>,
+) -> (u64, Result<(), String>) {
+    let mut input = io::BufReader::with_capacity(
+        CHUNK,
+        Counted {
+            inner: reader,
+            n: 0,
+        },
+    );
+    let mut members = 0u64;
+    loop {
+        let decoder = flate2::bufread::GzDecoder::new(&mut input);
+        if let Err(e) = pump(decoder, sink, "gzip") {
+            return (members, Err(e));
+        }
+        members += 1;
+        let at = start + input.get_ref().n - input.buffer().len() as u64;
+        match io::BufRead::fill_buf(&mut input) {
+            Ok([]) => return (members, Ok(())),
+            Ok([0x1f, 0x8b, ..]) => continue,
+            Ok(_) => return (members, zeros_after(&mut input, at, sink)),
+            Err(e) => return (members, Err(format!("gzip stream is damaged: {e}"))),
+        }
+    }
+}
+
+/// What follows the last gzip member: zeros only (a warning) or damage.
+fn zeros_after<V: Visitor>(
+    mut rest: impl Read,
+    at: u64,
+    sink: &mut Sink<'_, V>,
+) -> Result<(), String> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut zeros = 0u64;
+    loop {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read past the gzip stream: {e}")),
+        };
+        if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
+            return Err(format!(
+                "unexpected data after the gzip stream (at byte {})",
+                at + zeros + i as u64
+            ));
+        }
+        zeros += n as u64;
+    }
+    sink.warnings.push(format!(
+        "{zeros} zero bytes follow the gzip stream (padding, as tape blocking or `dd conv=sync` leave; gzip -t accepts it)"
+    ));
+    Ok(())
+}
+
+/// A reader that counts what it hands out.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
     }
 }

@@ -11,6 +11,7 @@
 //! Restore and list use the same code through [`verify`].
 
 pub mod decode;
+pub mod member;
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,7 @@ pub use decode::Format;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Cli {
-    /// Archive to verify [default: the record's backup_path]
+    /// Archive to verify; `-` or nothing: the backup_path of the record on stdin
     #[arg(value_name = "ARCHIVE")]
     pub archive: Option<PathBuf>,
 
@@ -46,7 +47,10 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
-orca_shared::tool_args!(Cli);
+orca_shared::tool_args!(
+    Cli,
+    stdin = |cli: &Cli| orca_shared::app::archive_stdin(cli.archive.as_deref())
+);
 
 /// One check's outcome.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -180,6 +184,9 @@ impl<V: Visitor> Visitor for Counting<V> {
     fn data(&mut self, chunk: &[u8]) {
         self.inner.data(chunk);
     }
+    fn hole(&mut self, len: u64) {
+        self.inner.hole(len);
+    }
     fn end_entry(&mut self) {
         self.inner.end_entry();
     }
@@ -257,6 +264,7 @@ pub fn verify<V: Visitor + Send>(
     report.visitor = inner;
     report.format = decoded.format;
     report.sha256 = Some(decoded.sha256.clone());
+    report.warnings.extend(decoded.warnings.iter().cloned());
     match &decoded.integrity {
         Ok(summary) => {
             report.entries = summary.entries;
@@ -463,6 +471,8 @@ pub fn archive_from(
     verb: &str,
 ) -> anyhow::Result<(PathBuf, Option<String>)> {
     let record_path = ctx.record.str("backup_path")?.map(PathBuf::from);
+    // `-` means: the record says which archive.
+    let arg = arg.filter(|p| p.as_os_str() != "-");
     let path = match (arg, &record_path) {
         (Some(p), _) => p.to_path_buf(),
         (None, Some(p)) => p.clone(),

@@ -11,6 +11,7 @@
 //! - [`listing`]: a volume or archive as comparable entries (type, size, mode,
 //!   owner, link target, content hash).
 
+pub mod corpus;
 #[cfg(unix)]
 pub mod engine_proxy;
 pub mod listing;
