@@ -9,6 +9,7 @@
 #![cfg(unix)] // the engine, the mounts and the modes are Unix things
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
+mod archives;
 mod catalog;
 mod common;
 mod engine;

@@ -267,3 +267,8 @@ pub fn diff(want: &Listing, got: &Listing) -> Vec<String> {
     }
     d
 }
+
+/// SHA-256 of `bytes` as the listings show it (lowercase hex).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
