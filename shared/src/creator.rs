@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::System;
+#[cfg(not(target_os = "linux"))]
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate};
 
 /// Label: the host name of the creating process.
 pub const HOST_LABEL: &str = "org.orca-backup.host";
@@ -19,7 +21,8 @@ pub const OS_LABEL: &str = "org.orca-backup.os";
 pub const MACHINE_LABEL: &str = "org.orca-backup.machine";
 /// Label: its process id.
 pub const PID_LABEL: &str = "org.orca-backup.pid";
-/// Label: its start time, seconds since the Unix epoch.
+/// Label: its start time: on Linux the kernel's boot id and the start tick
+/// (exact, and immune to wall-clock steps), elsewhere seconds since the epoch.
 pub const STARTED_LABEL: &str = "org.orca-backup.started";
 /// Label: the tool that created it.
 pub const TOOL_LABEL: &str = "org.orca-backup.tool";
@@ -35,8 +38,8 @@ pub struct Creator {
     pub machine: String,
     /// Process id.
     pub pid: u32,
-    /// Start time (seconds since the epoch).
-    pub started: u64,
+    /// Start time (see [`STARTED_LABEL`]).
+    pub started: String,
 }
 
 /// Whether a creator still runs.
@@ -61,7 +64,7 @@ impl Creator {
                 os: std::env::consts::OS.to_string(),
                 machine: machine_id(),
                 pid,
-                started: start_time(pid).unwrap_or(0),
+                started: start_token(pid).unwrap_or_default(),
             }
         })
     }
@@ -85,7 +88,7 @@ impl Creator {
             os: labels.get(OS_LABEL)?.clone(),
             machine: labels.get(MACHINE_LABEL).cloned().unwrap_or_default(),
             pid: labels.get(PID_LABEL)?.parse().ok()?,
-            started: labels.get(STARTED_LABEL)?.parse().ok()?,
+            started: labels.get(STARTED_LABEL)?.clone(),
         })
     }
 
@@ -98,9 +101,8 @@ impl Creator {
         if self.pid == me.pid && self.started == me.started {
             return Liveness::Alive;
         }
-        match start_time(self.pid) {
-            // Start times are whole seconds; allow rounding between readings.
-            Some(t) if t.abs_diff(self.started) <= 1 => Liveness::Alive,
+        match start_token(self.pid) {
+            Some(t) if same_start(&t, &self.started) => Liveness::Alive,
             _ => Liveness::Gone,
         }
     }
@@ -129,8 +131,21 @@ fn machine_id() -> String {
     String::new()
 }
 
-/// A process's start time (seconds since the epoch), if it runs.
-fn start_time(pid: u32) -> Option<u64> {
+/// How a process's start is named, if it runs (see [`STARTED_LABEL`]).
+#[cfg(target_os = "linux")]
+fn start_token(pid: u32) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name in parentheses may hold spaces; the start tick is field 22,
+    // the 20th after the closing parenthesis.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let ticks = after.split_whitespace().nth(19)?;
+    Some(format!("{}/{ticks}", boot.trim()))
+}
+
+/// How a process's start is named, if it runs (see [`STARTED_LABEL`]).
+#[cfg(not(target_os = "linux"))]
+fn start_token(pid: u32) -> Option<String> {
     let pid = Pid::from_u32(pid);
     let mut sys = System::new().ok()?;
     sys.refresh_processes_specifics(
@@ -138,7 +153,18 @@ fn start_time(pid: u32) -> Option<u64> {
         true,
         ProcessRefreshKind::nothing(),
     );
-    sys.process(pid).map(|p| p.start_time())
+    sys.process(pid).map(|p| p.start_time().to_string())
+}
+
+fn same_start(a: &str, b: &str) -> bool {
+    if cfg!(target_os = "linux") {
+        return a == b;
+    }
+    // Whole seconds: allow rounding between readings.
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.abs_diff(y) <= 1,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -148,7 +174,7 @@ mod tests {
     #[test]
     fn this_process_is_alive_and_round_trips_through_labels() {
         let me = Creator::current();
-        assert!(me.started > 0, "start time of this process: {me:?}");
+        assert!(!me.started.is_empty(), "start time of this process: {me:?}");
         let back = Creator::from_labels(&me.labels("t")).unwrap();
         assert_eq!(&back, me);
         assert_eq!(back.liveness(), Liveness::Alive);
@@ -162,7 +188,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let started = start_time(pid).unwrap_or(1);
+        let started = start_token(pid).unwrap_or_else(|| "1".into());
         child.wait().unwrap();
         let me = Creator::current();
         let dead = Creator {

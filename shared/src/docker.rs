@@ -66,8 +66,30 @@ impl From<bollard::models::Volume> for VolumeInfo {
     }
 }
 
+/// A volume name as Docker accepts it (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`), or a
+/// usage error naming it: names go into request paths and filters.
+pub fn check_volume_name(name: &str) -> anyhow::Result<()> {
+    let ok = name.len() <= 255
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        crate::fail!(
+            Usage,
+            "{name:?} is not a valid Docker volume name (letters, digits, '_', '.', '-', starting with a letter or digit)"
+        )
+    }
+}
+
 /// Inspect a volume; `None` when it does not exist.
 pub fn volume_inspect(name: &str) -> anyhow::Result<Option<VolumeInfo>> {
+    check_volume_name(name)?;
     let e = connected()?;
     let docker = e.docker().clone();
     match e.call(
@@ -122,6 +144,7 @@ pub fn volume_names(name_filter: &str) -> anyhow::Result<Vec<String>> {
 
 /// Create a volume with `info`'s name, driver, options and labels (plus `extra_labels`).
 pub fn volume_create(info: &VolumeInfo, extra_labels: &[(String, String)]) -> anyhow::Result<()> {
+    check_volume_name(&info.name)?;
     let e = connected()?;
     let docker = e.docker().clone();
     let mut labels: HashMap<String, String> = info.labels.clone().into_iter().collect();
@@ -153,6 +176,7 @@ pub enum Removed {
 
 /// Remove a volume (not forced: a volume in use stays).
 pub fn volume_remove(name: &str) -> anyhow::Result<Removed> {
+    check_volume_name(name)?;
     let e = connected()?;
     let docker = e.docker().clone();
     match e.call(
@@ -196,6 +220,7 @@ impl ContainerRef {
 
 /// Containers (any state) that mount `volume`, our own helpers excluded.
 pub fn containers_using(volume: &str) -> anyhow::Result<Vec<ContainerRef>> {
+    check_volume_name(volume)?;
     let e = connected()?;
     let docker = e.docker().clone();
     let options = q::ListContainersOptions {
@@ -285,6 +310,20 @@ pub fn container_details(id: &str) -> anyhow::Result<Option<ContainerDetails>> {
         Err(EngineError::Api { status: 404, .. }) => Ok(None),
         Err(err) => Err(err.into_error(&format!("inspect container {}", short(id)))),
     }
+}
+
+/// Whether a container runs now (cleanup: not interruptible).
+fn container_running(id: &str) -> anyhow::Result<bool> {
+    let e = connected()?;
+    let docker = e.docker().clone();
+    let c = e
+        .call(
+            engine::timeouts().request,
+            Mode::Cleanup,
+            docker.inspect_container(id, None::<q::InspectContainerOptions>),
+        )
+        .map_err(|err| err.into_error(&format!("inspect container {}", short(id))))?;
+    Ok(c.state.and_then(|s| s.running).unwrap_or(false))
 }
 
 /// The engine's version, e.g. "28.2.2".
@@ -380,6 +419,12 @@ fn remove_stale(tool: &str) -> anyhow::Result<()> {
         .map_err(|err| err.into_error("list orca's helper containers"))?;
     for c in list {
         let Some(labels) = &c.labels else { continue };
+        // Volume locks (which may carry the helper label through the image)
+        // are cleared by their own rules: a killed run's stopped containers
+        // are started again first.
+        if labels.contains_key(crate::volume_lock::LOCK_LABEL) {
+            continue;
+        }
         let Some(creator) = Creator::from_labels(labels) else {
             continue;
         };
@@ -406,6 +451,15 @@ pub struct HelperContainer {
 
 /// A container's exit code and what it printed.
 pub type RunOutput = (i64, String);
+
+/// Why [`HelperContainer::run`] failed: before anything ran, or after.
+#[derive(Debug)]
+pub enum RunError {
+    /// The engine did not start it (no such command in the image, ...).
+    NotStarted(anyhow::Error),
+    /// It started; what it did is unknown.
+    Started(anyhow::Error),
+}
 
 impl HelperContainer {
     /// Create a never-started helper that mounts `volume` at [`MOUNT_PATH`],
@@ -467,17 +521,27 @@ impl HelperContainer {
         });
         let e = connected()?;
         let docker = e.docker().clone();
-        let created = e
-            .call(
-                engine::timeouts().request,
-                Mode::Interruptible,
-                docker.create_container(None::<q::CreateContainerOptions>, body),
-            )
-            .map_err(|err| {
-                err.into_error(&format!(
+        let name = format!("orca-backup-helper-{}-{}", Creator::current().pid, nonce());
+        let options = q::CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let created = match e.call(
+            engine::timeouts().request,
+            Mode::Interruptible,
+            docker.create_container(Some(options), body),
+        ) {
+            Ok(c) => c,
+            Err(err) => {
+                if err.status().is_none() {
+                    // Cut short (Ctrl-C, deadline): it may exist all the same.
+                    remove_if_ours(&name);
+                }
+                return Err(err.into_error(&format!(
                     "create a helper container for volume '{volume}' from image '{image}'"
-                ))
-            })?;
+                )));
+            }
+        };
         Ok(HelperContainer {
             id: created.id,
             removed: false,
@@ -487,17 +551,21 @@ impl HelperContainer {
     /// Start the container, wait for it (up to the long deadline) and return
     /// its exit code and output. Runs to the end even after Ctrl-C: what it
     /// does (emptying a volume) must not stop half-way.
-    pub fn run(&self) -> anyhow::Result<RunOutput> {
-        let e = connected()?;
+    pub fn run(&self) -> Result<RunOutput, RunError> {
+        let e = connected().map_err(RunError::NotStarted)?;
         let docker = e.docker().clone();
         let id = self.id.clone();
         let t = engine::timeouts();
+        // The engine refuses to start an image without the command (no
+        // /bin/sh): nothing ran then.
         e.call(
             t.request,
             Mode::Cleanup,
             docker.start_container(&id, None::<q::StartContainerOptions>),
         )
-        .map_err(|err| err.into_error(&format!("start helper container {}", short(&id))))?;
+        .map_err(|err| {
+            RunError::NotStarted(err.into_error(&format!("start helper container {}", short(&id))))
+        })?;
         let code = e
             .call(t.long(), Mode::Cleanup, async {
                 let mut waits = docker.wait_container(&id, None::<q::WaitContainerOptions>);
@@ -511,7 +579,11 @@ impl HelperContainer {
                     None => Ok(-1),
                 }
             })
-            .map_err(|err| err.into_error(&format!("wait for helper container {}", short(&id))))?;
+            .map_err(|err| {
+                RunError::Started(
+                    err.into_error(&format!("wait for helper container {}", short(&id))),
+                )
+            })?;
         let output = e
             .call(t.request, Mode::Cleanup, async {
                 let options = q::LogsOptions {
@@ -540,6 +612,37 @@ impl HelperContainer {
     pub fn remove(mut self) -> anyhow::Result<()> {
         self.removed = true;
         remove_container(&self.id)
+    }
+}
+
+/// A short random-enough suffix for names this process gives containers.
+pub fn nonce() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:08x}{:x}", nanos, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Remove the container `name` if this very process created it (a create
+/// that was cut short may still have happened); best effort, never fails.
+pub fn remove_if_ours(name: &str) {
+    let Ok(e) = connected() else { return };
+    let docker = e.docker().clone();
+    let Ok(c) = e.call(
+        engine::timeouts().request,
+        Mode::Cleanup,
+        docker.inspect_container(name, None::<q::InspectContainerOptions>),
+    ) else {
+        return;
+    };
+    let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
+    if Creator::from_labels(&labels).as_ref() == Some(Creator::current())
+        && let Some(id) = c.id
+    {
+        let _ = remove_container(&id);
     }
 }
 
@@ -701,11 +804,17 @@ impl StoppedContainers {
             ) {
                 Ok(()) => self.stopped.push(c),
                 Err(EngineError::Api { status: 404, .. }) => {}
-                Err(err) => failed.push(format!(
-                    "'{}' ({:#})",
-                    c.name,
-                    err.into_error(&format!("stop container '{}'", c.name))
-                )),
+                Err(err) => {
+                    // The stop may never have reached the engine: a container
+                    // that runs is what we want anyway.
+                    if !container_running(&c.id).unwrap_or(false) {
+                        failed.push(format!(
+                            "'{}' ({:#})",
+                            c.name,
+                            err.into_error(&format!("stop container '{}'", c.name))
+                        ));
+                    }
+                }
             }
         }
         for c in &self.stopped {
@@ -757,6 +866,30 @@ impl Drop for StoppedContainers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volume_names_are_checked_before_they_reach_a_request() {
+        for ok in ["orca.apphost-cc67ab6e00-sql-data", "a", "x_y.z-1"] {
+            assert!(check_volume_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "review-v2?",
+            "../containers/json",
+            "-x",
+            ".x",
+            "a b",
+            "a/b",
+            "é",
+        ] {
+            let e = check_volume_name(bad).unwrap_err();
+            assert_eq!(
+                crate::exit::kind_of(&e),
+                crate::exit::ErrorKind::Usage,
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn unknown_states_count_as_running() {

@@ -108,6 +108,7 @@ fn restore_lock_name(volume: &str) -> String {
 /// Take the lock, or fail with exit 12 naming the other process (or exit 13
 /// for an interrupted restore that must be finished first).
 pub fn acquire(req: &LockRequest) -> anyhow::Result<VolumeLock> {
+    docker::check_volume_name(req.volume)?;
     for _attempt in 0..4 {
         match try_acquire(req)? {
             Some(lock) => return Ok(lock),
@@ -137,7 +138,7 @@ fn try_acquire(req: &LockRequest) -> anyhow::Result<Option<VolumeLock>> {
             "orca-backup-export-lock-{}-{}-{}",
             volume_key(req.volume),
             me.pid,
-            nonce()
+            docker::nonce()
         ),
     };
     let body = ContainerCreateBody {
@@ -177,6 +178,10 @@ fn try_acquire(req: &LockRequest) -> anyhow::Result<Option<VolumeLock>> {
             }
         }
         Err(err) => {
+            if err.status().is_none() {
+                // Cut short (Ctrl-C, deadline): it may exist all the same.
+                docker::remove_if_ours(&name);
+            }
             return Err(err.into_error(&format!("create the lock for volume '{}'", req.volume)));
         }
     };
@@ -405,19 +410,21 @@ fn busy(req: &LockRequest, other: &Found) -> anyhow::Error {
     } else {
         "exporting"
     };
+    let unknown =
+        Creator::from_labels(&other.labels).is_none_or(|c| c.liveness() == Liveness::Unknown);
+    if unknown {
+        return crate::err!(
+            VolumeBusy,
+            "volume '{}' is busy: {who} is {doing} it, on a machine or system this one cannot check; try again when it has finished, or, if that process is gone, remove its lock with `docker rm {}` (nothing was changed)",
+            req.volume,
+            docker::short(&other.id)
+        );
+    }
     crate::err!(
         VolumeBusy,
         "volume '{}' is busy: {who} is {doing} it; try again when it has finished (nothing was changed)",
         req.volume
     )
-}
-
-fn nonce() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{nanos:08x}")
 }
 
 impl VolumeLock {

@@ -539,11 +539,29 @@ fn what_a_killed_export_leaves_is_cleared_by_the_next_run() {
     // The helper pins the volume, the lock stays, SQL Server stays stopped.
     assert!(!helpers_on(&vol.name).is_empty(), "no helper was left");
     assert_eq!(sql.state(), "exited");
+    // Work on another volume leaves that lock alone (its containers must be
+    // started again by the run that clears it).
+    let other = TestVolume::named(&unique("orca-test-other"));
+    let out = env.backups().join("orca-db-other.tar.gz");
+    let run = export_run(&env, &other.name, &out, &[]);
+    let stderr = run.stderr.clone();
+    run.ok();
+    // Any run clears a dead run's helpers (they pin the volume)...
+    assert!(stderr.contains("removing helper container"), "{stderr}");
+    assert!(helpers_on(&vol.name).is_empty(), "{stderr}");
+    // ...but only a run on that volume clears its lock.
+    assert!(
+        !leftovers(&vol.name).is_empty(),
+        "another volume's run took the lock"
+    );
+    assert_eq!(sql.state(), "exited");
     let out = env.backups().join("orca-db-next.tar.gz");
     let run = export_run(&env, &vol.name, &out, &[]);
     let stderr = run.stderr.clone();
-    run.ok();
-    assert!(stderr.contains("removing helper container"), "{stderr}");
+    let rec = run.ok();
+    // The container it started again is seen running: a live copy.
+    assert_eq!(rec["consistent"], false, "{stderr}");
+    assert!(stderr.contains("live copy"), "{stderr}");
     assert!(stderr.contains("removing the lock on volume"), "{stderr}");
     assert!(
         stderr.contains("a killed orca run had stopped it"),

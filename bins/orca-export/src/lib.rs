@@ -335,7 +335,6 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let created_at = Utc::now();
     let docker_version = docker::server_version().unwrap_or_default();
     let volume_info = docker::require_volume(&opts.volume)?;
-    let in_use_by = docker::containers_using(&opts.volume)?;
     if !opts.overwrite && opts.output.symlink_metadata().is_ok() {
         fail!(
             AlreadyExists,
@@ -351,25 +350,30 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     };
 
     let image = docker::ensure_helper_image(opts.helper_image.as_deref())?;
-    let active: Vec<&ContainerRef> = in_use_by.iter().filter(|c| c.is_active()).collect();
-    let to_stop: Vec<ContainerRef> = if opts.stop {
-        active.iter().map(|c| (*c).clone()).collect()
-    } else {
-        Vec::new()
-    };
+    // The lock first: clearing a killed run's lock may start containers
+    // again, so who runs is only known after it. It lists every container
+    // on the volume as one we may stop (a later run restarts only those that
+    // stopped after the lock was taken).
     let _volume_lock = if opts.lock {
+        let may_stop = if opts.stop {
+            docker::containers_using(&opts.volume)?
+        } else {
+            Vec::new()
+        };
         Some(volume_lock::acquire(&LockRequest {
             tool: opts.tool,
             volume: &opts.volume,
             mode: LockMode::Export,
             image: &image,
-            stops: &to_stop,
+            stops: &may_stop,
             journal: None,
             recovering: false,
         })?)
     } else {
         None
     };
+    let in_use_by = docker::containers_using(&opts.volume)?;
+    let active: Vec<&ContainerRef> = in_use_by.iter().filter(|c| c.is_active()).collect();
     let mut stopped = StoppedContainers::none();
     if !active.is_empty() {
         if opts.stop {

@@ -181,14 +181,8 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     }
     let backups_dir = ctx.config.backups_dir()?;
     let compression = ctx.config.compression;
-    let safety_path = (!new_volume && !cli.no_safety_backup).then(|| {
-        backups_dir.join(format!(
-            "{}pre-restore-{}{}",
-            names::PREFIX,
-            Local::now().format("%Y-%m-%d-%H-%M-%S"),
-            compression.extension()
-        ))
-    });
+    let safety_path =
+        (!new_volume && !cli.no_safety_backup).then(|| safety_name(&backups_dir, compression));
     let plan = Plan {
         volume: target.clone(),
         new_volume,
@@ -342,6 +336,29 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         orca_shared::progress::seed_size(want.content_bytes())
     ));
     Ok(())
+}
+
+/// `orca-db-pre-restore-<time>[-N]<ext>`: a name no file has yet (two
+/// restores in one second must not share one).
+fn safety_name(dir: &Path, compression: names::Compression) -> PathBuf {
+    let stem = format!(
+        "{}pre-restore-{}",
+        names::PREFIX,
+        Local::now().format("%Y-%m-%d-%H-%M-%S")
+    );
+    let mut n = 1;
+    loop {
+        let name = if n == 1 {
+            format!("{stem}{}", compression.extension())
+        } else {
+            format!("{stem}-{n}{}", compression.extension())
+        };
+        let path = dir.join(name);
+        if path.symlink_metadata().is_err() {
+            return path;
+        }
+        n += 1;
+    }
 }
 
 fn describe_manifest(m: &orca_shared::manifest::Manifest) -> String {

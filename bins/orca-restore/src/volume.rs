@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use orca_shared::docker::{self, HelperContainer, Removed, VolumeInfo};
+use orca_shared::docker::{self, HelperContainer, Removed, RunError, VolumeInfo};
 use orca_shared::engine::{self, ArchiveReader, ArchiveWriter, Mode};
 use orca_shared::tarscan::Scanner;
 use orca_shared::{err, fail};
@@ -68,24 +68,40 @@ pub fn empty(
         }
     }
     let mut tried = Vec::new();
+    // Once it runs, emptying must not be cut short by Ctrl-C.
+    let _critical = orca_shared::interrupt::critical("emptying the volume");
     for image in shell_images {
         let helper = HelperContainer::create_shell(tool, image, &info.name, WIPE)?;
-        let (code, output) = helper.run()?;
-        helper.remove()?;
-        if code == 0 {
-            *touched = true;
-            return Ok(());
+        match helper.run() {
+            // An image without /bin/sh is not started: nothing was removed.
+            Err(RunError::NotStarted(e)) => {
+                tried.push(format!(
+                    "{image} ({})",
+                    orca_shared::exit::one_line(&format!("{e:#}"))
+                ));
+                drop(helper);
+            }
+            Err(RunError::Started(e)) => {
+                *touched = true;
+                return Err(e.context(format!(
+                    "emptying volume '{}' was interrupted half-way",
+                    info.name
+                )));
+            }
+            Ok((code, output)) => {
+                *touched = true;
+                if let Err(e) = helper.remove() {
+                    eprintln!("{tool}: warning: {e:#}");
+                }
+                if code == 0 {
+                    return Ok(());
+                }
+                tried.push(format!(
+                    "{image} (exit {code}: {})",
+                    orca_shared::exit::one_line(&output)
+                ));
+            }
         }
-        // An image without /bin/sh never starts: nothing was removed.
-        let never_ran =
-            output.contains("OCI runtime") || output.contains("executable file not found");
-        if !never_ran {
-            *touched = true;
-        }
-        tried.push(format!(
-            "{image} (exit {code}: {})",
-            orca_shared::exit::one_line(&output)
-        ));
     }
     if tried.is_empty() {
         fail!(

@@ -136,18 +136,12 @@ pub fn resolve() -> anyhow::Result<Endpoint> {
     resolve_with(&ProcessEnv)
 }
 
-/// The docker CLI's configuration directory.
-pub fn config_dir(env: &dyn Environment) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = env.var("DOCKER_CONFIG") {
-        return Ok(PathBuf::from(dir));
-    }
-    match env.home() {
-        Some(home) => Ok(home.join(".docker")),
-        None => crate::fail!(
-            DockerUnavailable,
-            "cannot find the docker CLI's configuration: no home directory is set (set DOCKER_HOST or DOCKER_CONFIG)"
-        ),
-    }
+/// The docker CLI's configuration directory (`None`: no home directory and
+/// no `DOCKER_CONFIG`, as for a service without `HOME`).
+pub fn config_dir(env: &dyn Environment) -> Option<PathBuf> {
+    env.var("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| env.home().map(|h| h.join(".docker")))
 }
 
 /// Resolve the endpoint from `env`.
@@ -162,7 +156,7 @@ pub fn resolve_with(env: &dyn Environment) -> anyhow::Result<Endpoint> {
     }
     let (name, chosen_by) = match env.var("DOCKER_CONTEXT") {
         Some(name) => (name, "DOCKER_CONTEXT".to_string()),
-        None => match current_context(env)? {
+        None => match current_context(env) {
             Some((name, file)) => (name, file.display().to_string()),
             None => return default_endpoint(),
         },
@@ -170,7 +164,12 @@ pub fn resolve_with(env: &dyn Environment) -> anyhow::Result<Endpoint> {
     if name == "default" {
         return default_endpoint();
     }
-    let dir = config_dir(env)?;
+    let Some(dir) = config_dir(env) else {
+        crate::fail!(
+            DockerUnavailable,
+            "Docker context '{name}' (chosen by {chosen_by}) cannot be found: there is no home directory and no DOCKER_CONFIG (set DOCKER_CONFIG to the docker CLI's configuration directory, or DOCKER_HOST)"
+        );
+    };
     let (host, skip_verify) = read_context(&dir, &name, &chosen_by)?;
     let tls_dir = dir
         .join("contexts")
@@ -214,7 +213,7 @@ fn host_tls(env: &dyn Environment) -> anyhow::Result<Option<Tls>> {
     }
     let dir = match env.var("DOCKER_CERT_PATH") {
         Some(d) => PathBuf::from(d),
-        None => config_dir(env)?,
+        None => config_dir(env).unwrap_or_default(),
     };
     let existing = |f: &str| {
         let p = dir.join(f);
@@ -243,31 +242,37 @@ struct CliConfig {
 }
 
 /// `currentContext` of the CLI's `config.json`, with the file it came from.
-fn current_context(env: &dyn Environment) -> anyhow::Result<Option<(String, PathBuf)>> {
+/// A config file the CLI cannot read is a warning and means defaults, as for
+/// the CLI.
+fn current_context(env: &dyn Environment) -> Option<(String, PathBuf)> {
     let file = config_dir(env)?.join("config.json");
     let text = match std::fs::read(&file) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => crate::fail!(
-            DockerUnavailable,
-            "cannot read the docker CLI's configuration {}: {e}",
-            file.display()
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read the docker CLI's configuration {} ({e}); using the default Docker endpoint",
+                file.display()
+            );
+            return None;
+        }
     };
     if text.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        return None;
     }
-    let config: CliConfig = serde_json::from_slice(&text).map_err(|e| {
-        crate::err!(
-            DockerUnavailable,
-            "the docker CLI's configuration {} is not valid JSON ({e}): fix it, or set DOCKER_HOST",
-            file.display()
-        )
-    })?;
-    Ok(config
-        .current_context
-        .filter(|c| !c.is_empty())
-        .map(|c| (c, file)))
+    match serde_json::from_slice::<CliConfig>(&text) {
+        Ok(config) => config
+            .current_context
+            .filter(|c| !c.is_empty())
+            .map(|c| (c, file)),
+        Err(e) => {
+            eprintln!(
+                "warning: the docker CLI's configuration {} is not valid JSON ({e}); using the default Docker endpoint",
+                file.display()
+            );
+            None
+        }
+    }
 }
 
 /// The store's directory name for a context: the SHA-256 of its name, in hex.
@@ -303,8 +308,13 @@ fn read_context(dir: &Path, name: &str, chosen_by: &str) -> anyhow::Result<(Stri
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::fail!(
             DockerUnavailable,
-            "Docker context '{name}' (chosen by {chosen_by}) does not exist in {}: list contexts with `docker context ls`, pick one with `docker context use NAME`, or unset DOCKER_CONTEXT",
-            dir.join("contexts").display()
+            "Docker context '{name}' (chosen by {chosen_by}) does not exist in {}: list contexts with `docker context ls`, then {}",
+            dir.join("contexts").display(),
+            if chosen_by == "DOCKER_CONTEXT" {
+                "set DOCKER_CONTEXT to one of them, or unset it"
+            } else {
+                "pick one with `docker context use NAME`"
+            }
         ),
         Err(e) => crate::fail!(
             DockerUnavailable,
@@ -357,33 +367,54 @@ pub fn parse_host(host: &str, tls: Option<Tls>, what: &str) -> anyhow::Result<Ad
         }
         "tcp" | "http" | "https" => {
             let hostport = rest.trim_end_matches('/');
-            if hostport.is_empty() || hostport.contains('/') {
+            if hostport.contains('/') {
                 return Err(bad("give HOST:PORT without a path"));
             }
-            let tls = if scheme == "https" {
-                Some(tls.unwrap_or(Tls {
-                    skip_verify: false,
-                    ..Tls::default()
-                }))
-            } else if scheme == "http" {
-                None
-            } else {
-                tls
+            let tls = match scheme {
+                "https" => Some(tls.unwrap_or_default()),
+                "http" => None,
+                _ => tls,
             };
-            let has_port = match hostport.rsplit_once(':') {
-                // [v6]:port or host:port, but not a bare IPv6 literal.
-                Some((h, p)) => {
-                    !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':')
+            let default_port = if tls.is_some() { 2376 } else { 2375 };
+            // As the CLI: an empty host is localhost, an empty port the default;
+            // an IPv6 address needs brackets.
+            let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+                let Some((addr, after)) = v6.split_once(']') else {
+                    return Err(bad("an IPv6 address needs a closing ']'"));
+                };
+                let port = match after {
+                    "" | ":" => "",
+                    p => p
+                        .strip_prefix(':')
+                        .ok_or_else(|| bad("a port follows ']' after a ':'"))?,
+                };
+                (format!("[{addr}]"), port)
+            } else {
+                match hostport.rsplit_once(':') {
+                    Some((h, _)) if h.contains(':') => {
+                        return Err(bad("write an IPv6 address in brackets: tcp://[::1]:2375"));
+                    }
+                    Some((h, p)) => (h.to_string(), p),
+                    None => (hostport.to_string(), ""),
                 }
-                None => false,
             };
-            let host_port = if has_port {
-                hostport.to_string()
+            let host = if host.is_empty() {
+                "localhost".to_string()
             } else {
-                // The CLI's default ports.
-                format!("{hostport}:{}", if tls.is_some() { 2376 } else { 2375 })
+                host
             };
-            Ok(Address::Tcp { host_port, tls })
+            let port: u16 = if port.is_empty() {
+                default_port
+            } else {
+                match port.parse::<u16>() {
+                    Ok(p) if p > 0 => p,
+                    _ => return Err(bad(&format!("'{port}' is not a port (1-65535)"))),
+                }
+            };
+            Ok(Address::Tcp {
+                host_port: format!("{host}:{port}"),
+                tls,
+            })
         }
         "ssh" => {
             if rest.is_empty() {
@@ -561,12 +592,19 @@ mod tests {
         );
         assert!(msg.contains("docker context ls"), "{msg}");
 
+        // A config file the CLI cannot read means defaults (with a warning),
+        // as for the CLI: damaged, or DOCKER_CONFIG naming a file.
         let cfg = tmp.path().join(".docker");
         std::fs::create_dir_all(&cfg).unwrap();
         std::fs::write(cfg.join("config.json"), "{not json").unwrap();
-        let err = resolve_with(&env(tmp.path(), &[])).unwrap_err();
-        assert_eq!(kind_of(&err), ErrorKind::DockerUnavailable);
-        assert!(err.to_string().contains("config.json"), "{err}");
+        assert_eq!(
+            resolve_with(&env(tmp.path(), &[])).unwrap().source,
+            Source::Default
+        );
+        let file = tmp.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        let e = env(tmp.path(), &[("DOCKER_CONFIG", file.to_str().unwrap())]);
+        assert_eq!(resolve_with(&e).unwrap().source, Source::Default);
     }
 
     #[test]

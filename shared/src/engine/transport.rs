@@ -12,7 +12,7 @@
 //! stays hyper's.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use bollard::{BollardRequest, ClientVersion, Docker};
@@ -234,37 +234,49 @@ async fn dial_and_send(
         return Err(unreachable("dial-stdio has no pipes".into()));
     };
     // What the CLI (or ssh) says when the connection fails.
-    let said = Arc::new(Mutex::new(Vec::new()));
-    let said_w = Arc::clone(&said);
-    tokio::spawn(async move {
+    let said = tokio::spawn(async move {
+        let mut text = Vec::new();
         let mut buf = [0u8; 4096];
         while let Ok(n) = stderr.read(&mut buf).await {
             if n == 0 {
                 break;
             }
-            if let Ok(mut s) = said_w.lock()
-                && s.len() < 16 * 1024
-            {
-                s.extend_from_slice(&buf[..n]);
+            if text.len() < 16 * 1024 {
+                text.extend_from_slice(&buf[..n]);
             }
         }
+        crate::exit::one_line(&String::from_utf8_lossy(&text))
     });
-    let stderr_text = move || {
-        said.lock()
-            .map(|s| crate::exit::one_line(&String::from_utf8_lossy(&s)))
-            .unwrap_or_default()
+    // The child lives as long as the connection (and as this call, so a
+    // failure can wait for it to say why).
+    let child = Arc::new(tokio::sync::Mutex::new(child));
+    let why = |e: String| {
+        let child = Arc::clone(&child);
+        async move {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                child.lock().await.wait().await
+            })
+            .await;
+            let text = match tokio::time::timeout(std::time::Duration::from_secs(1), said).await {
+                Ok(Ok(t)) if !t.is_empty() => t,
+                _ => e,
+            };
+            unreachable(format!("docker -H {host} system dial-stdio: {text}"))
+        }
     };
     let io = TokioIo::new(Duplex {
         read: stdout,
         write: stdin,
     });
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(bollard::errors::Error::from)?;
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(io).await {
+        Ok(x) => x,
+        Err(e) => return Err(why(e.to_string()).await),
+    };
+    let keep = Arc::clone(&child);
     tokio::spawn(async move {
         let _ = conn.await;
         // The connection is over: the child goes with it.
-        drop(child);
+        drop(keep);
     });
     let (mut parts, body) = req.into_parts();
     let path = parts
@@ -282,16 +294,7 @@ async fn dial_and_send(
         .await
     {
         Ok(r) => Ok(r),
-        Err(e) => {
-            // Give the CLI a moment to finish saying why.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let why = stderr_text();
-            Err(unreachable(if why.is_empty() {
-                format!("docker -H {host} system dial-stdio: {e}")
-            } else {
-                format!("docker -H {host} system dial-stdio: {why}")
-            }))
-        }
+        Err(e) => Err(why(e.to_string()).await),
     }
 }
 
