@@ -756,6 +756,20 @@ impl StoppedContainers {
         Ok(guard)
     }
 
+    /// Containers an earlier, interrupted run stopped (from its journal): they
+    /// are started again like ours (one that already runs is left alone).
+    pub fn adopt(containers: Vec<ContainerRef>) -> StoppedContainers {
+        let mut s = StoppedContainers::none();
+        s.stopped = containers;
+        s
+    }
+
+    /// Leave them stopped (the volume is not whole; a restore journal lists
+    /// them for the recovery that will start them).
+    pub fn forget(mut self) {
+        self.restarted = true;
+    }
+
     /// The containers that were stopped (and those deleted by stopping).
     pub fn containers(&self) -> Vec<ContainerRef> {
         self.stopped
@@ -820,16 +834,20 @@ impl StoppedContainers {
         for c in &self.stopped {
             eprintln!("starting container '{}' again", c.name);
             let docker = e.docker().clone();
-            if let Err(err) = e.call(
+            match e.call(
                 t.request,
                 Mode::Cleanup,
                 docker.start_container(&c.id, None::<q::StartContainerOptions>),
             ) {
-                failed.push(format!(
+                Ok(()) => {}
+                Err(EngineError::Api { status: 404, .. }) => {
+                    eprintln!("container '{}' no longer exists: not started", c.name);
+                }
+                Err(err) => failed.push(format!(
                     "'{}' ({:#})",
                     c.name,
                     err.into_error(&format!("start container '{}'", c.name))
-                ));
+                )),
             }
         }
         if failed.is_empty() {

@@ -19,6 +19,8 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 type Hook = dyn Fn() + Send + Sync;
 static HOOKS: Mutex<Vec<Weak<Hook>>> = Mutex::new(Vec::new());
 static CRITICAL: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+/// What quitting at once means now: exit code, the failed record, a message.
+static QUIT: Mutex<Option<(i32, String, String)>> = Mutex::new(None);
 static NEXT_CRITICAL: AtomicUsize = AtomicUsize::new(0);
 
 /// Install the handler (once per process; later calls do nothing).
@@ -43,8 +45,18 @@ pub fn install() {
                     "interrupted again: still {what}; this cannot be left half-done and ends on its own within its deadline"
                 ),
                 None => {
-                    eprintln!("interrupted three times: quitting without cleanup");
-                    std::process::exit(130);
+                    let quit = QUIT.lock().ok().and_then(|q| q.clone());
+                    match quit {
+                        Some((code, record, message)) => {
+                            eprintln!("interrupted three times: {message}");
+                            println!("{record}");
+                            std::process::exit(code);
+                        }
+                        None => {
+                            eprintln!("interrupted three times: quitting without cleanup");
+                            std::process::exit(130);
+                        }
+                    }
                 }
             }
         }
@@ -92,6 +104,27 @@ pub fn on_interrupt(hook: impl Fn() + Send + Sync + 'static) -> HookGuard {
         hook();
     }
     HookGuard { _hook: hook }
+}
+
+/// While this lives, quitting at once (a third interrupt) exits with `code`
+/// and `record` on stdout, saying `message`: a restore in progress quits
+/// with its journal left, and says so.
+pub struct QuitAs;
+
+/// Set what a quit at once means until the guard goes.
+pub fn quit_as(code: i32, record: String, message: String) -> QuitAs {
+    if let Ok(mut q) = QUIT.lock() {
+        *q = Some((code, record, message));
+    }
+    QuitAs
+}
+
+impl Drop for QuitAs {
+    fn drop(&mut self) {
+        if let Ok(mut q) = QUIT.lock() {
+            *q = None;
+        }
+    }
 }
 
 /// Whether a critical section is running: engine calls then run to their

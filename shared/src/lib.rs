@@ -15,6 +15,7 @@ pub mod engine;
 pub mod exit;
 pub mod fsutil;
 pub mod interrupt;
+pub mod journal;
 pub mod limits;
 pub mod manifest;
 pub mod names;
@@ -22,7 +23,9 @@ pub mod paths;
 pub mod private;
 pub mod progress;
 pub mod record;
+pub mod sapassword;
 pub mod tarscan;
+pub mod testpoint;
 pub mod volume_lock;
 
 pub use exit::{ErrorKind, OrcaError};

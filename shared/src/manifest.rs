@@ -109,6 +109,10 @@ pub struct Manifest {
     /// The latest verification, if any.
     #[serde(default)]
     pub verification: Option<Verification>,
+    /// Fingerprints of the `sa` password of the containers on the volume
+    /// (never the password; see [`crate::sapassword`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sa_password: Vec<crate::sapassword::Fingerprint>,
 }
 
 /// `<archive>.json`.
@@ -260,6 +264,7 @@ mod tests {
             toolkit_version: "0.1.0".into(),
             docker_version: "28".into(),
             verification: None,
+            sa_password: vec![],
         }
     }
 

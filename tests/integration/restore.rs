@@ -533,6 +533,8 @@ fn when_the_rollback_fails_too_the_safety_backup_is_named_and_kept() {
     let vol = TestVolume::named(&unique("orca-test-rbfail"));
     vol.fill_sql_like(2 << 20, 41);
     let archive = export(&env, &vol.name, "orca-db-rb.tar.gz");
+    vol.sh("echo changed > /v/changed.mdf");
+    let before = listing::of_volume(&vol.name);
     // Every extraction into /volume is cut: the restore and its rollback fail.
     let proxy = EngineProxy::in_front_of_docker();
     proxy.rule("PUT", "path=%2Fvolume", Action::CutRequest(100_000), None);
@@ -551,11 +553,24 @@ fn when_the_rollback_fails_too_the_safety_backup_is_named_and_kept() {
     assert_eq!(rec["rolled_back"], false);
     let safety = rec["safety_backup"].as_str().unwrap().to_string();
     assert!(
-        msg.contains(&safety) && msg.contains("orca-restore"),
+        msg.contains(&safety) && msg.contains("orca-restore --rollback"),
         "{msg}"
     );
-    // The previous contents are safe: the safety backup verifies and restores.
+    let journal = rec["journal"].as_str().unwrap().to_string();
+    assert!(Path::new(&journal).exists());
+    // Until then the volume is refused to everyone else.
+    let out = env.backups().join("orca-db-during.tar.gz");
+    let run = export_run(&env, &vol.name, &out, &[]);
+    let msg = run.message();
+    run.fails_with(13);
+    assert!(msg.contains("--rollback"), "{msg}");
+    // The previous contents are safe: the safety backup verifies, and the
+    // rollback (now that the engine behaves) puts them back.
     env.run("orca-verify", &[&safety]).ok();
-    restore(&env, &[&safety, "--volume", &vol.name]).ok();
+    drop(proxy);
+    let rec = restore(&env, &["--rollback", "--volume", &vol.name]).ok();
+    assert_eq!(rec["rolled_back"], true);
+    assert!(listing::diff(&before, &listing::of_volume(&vol.name)).is_empty());
+    assert!(!Path::new(&journal).exists());
     assert!(helpers_on(&vol.name).is_empty());
 }

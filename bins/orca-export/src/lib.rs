@@ -459,6 +459,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         toolkit_version: env!("CARGO_PKG_VERSION").to_string(),
         docker_version,
         verification: None,
+        sa_password: fingerprints(&opts.volume, &in_use_by),
     };
     let mut manifest_file = AtomicFile::create(&manifest_path)?;
     manifest_file
@@ -481,6 +482,24 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         checksum_path,
         manifest_path,
     })
+}
+
+/// Fingerprints of the `sa` password of the containers on the volume (for
+/// orca-restore's "password differs" warning); a container that cannot be
+/// inspected just has none.
+fn fingerprints(
+    volume: &str,
+    containers: &[ContainerRef],
+) -> Vec<orca_shared::sapassword::Fingerprint> {
+    let mut keys = orca_shared::sapassword::Keys::default();
+    containers
+        .iter()
+        .filter_map(|c| {
+            let details = docker::container_details(&c.id).ok().flatten()?;
+            let (var, pw) = orca_shared::sapassword::from_env(&details.env)?;
+            keys.fingerprint(volume, &c.name, &var, &pw).ok()
+        })
+        .collect()
 }
 
 /// `<archive><suffix>`.
@@ -518,6 +537,10 @@ fn estimate_size(info: &VolumeInfo) -> Option<u64> {
     let mut total = 0;
     walk(Path::new(&info.mountpoint), &mut total).ok()?;
     Some(total)
+}
+
+fn streamed_once(first: &mut bool) -> bool {
+    std::mem::replace(first, false)
 }
 
 /// What came out of the stream.
@@ -588,6 +611,7 @@ pub fn stream_to(
     )?;
     let mut encoder = Encoder::new(compression, level, file).context("cannot start compressing")?;
     let mut scanner = Scanner::new(());
+    let mut first = true;
     loop {
         interrupt::check()?;
         let chunk = match source.next_chunk() {
@@ -612,6 +636,9 @@ pub fn stream_to(
             return Err(real).context("cannot write the archive");
         }
         shown.add(chunk.len() as u64);
+        if streamed_once(&mut first) {
+            orca_shared::testpoint::point("export-streaming");
+        }
     }
     interrupt::check()?;
     drop(source);

@@ -1,18 +1,28 @@
-//! `orca-restore`: bring a volume back from an archive, safely.
+//! `orca-restore`: bring a volume back from an archive, safely, crash-consistently.
 //!
-//! 1. Verify the archive (the orca-verify checks) and scan every entry: absolute
-//!    paths, `..` components and entries that would be written through a
-//!    symbolic link are refused before anything changes.
-//! 2. Refuse while a container using the volume runs, unless `--stop`, which
-//!    stops those containers and starts exactly those again at the end, also
-//!    after a failure or an interrupt.
-//! 3. Export the current contents to a safety backup
-//!    (`orca-db-pre-restore-<time>`), unless `--no-safety-backup`.
-//! 4. Empty the volume and extract the archive into it through Docker, then
-//!    read the volume back and compare it with the archive, entry by entry.
-//! 5. If anything fails after the volume was touched, put the safety backup
-//!    back the same way and say so (exit 10); if even that fails, exit 11 and
-//!    name the safety backup.
+//! 1. Verify the archive (the orca-verify checks) and scan every entry as
+//!    Docker will read it ([`prescan`]): anything that could land outside the
+//!    volume or that tar readers read differently is refused before anything
+//!    changes. When the target was found by discovery and the archive's
+//!    manifest names another volume, refuse too (exit 2).
+//! 2. Take the volume's restore lock (one writer per volume, engine-wide) and
+//!    refuse while a container using the volume runs, unless `--stop`.
+//! 3. Write the restore journal ([`orca_shared::journal`]), then stop the
+//!    containers and save the current contents to a safety backup
+//!    (`orca-db-pre-restore-<time>.tar.zst`, fast zstd), unless
+//!    `--no-safety-backup`.
+//! 4. Empty the volume, extract the archive into it through Docker, read it
+//!    back and compare it with the archive, entry by entry; the journal names
+//!    each phase before it starts.
+//! 5. If anything fails once the volume may have changed, put the safety
+//!    backup back (exit 10); if even that fails, keep the journal (exit 11).
+//!    Start the stopped containers again, remove the journal, release the lock.
+//!
+//! Killed at any instant (SIGKILL, a power cut, a third Ctrl-C outside the
+//! steps that cannot stop half-way), the journal and the lock stay:
+//! `orca-restore --resume` finishes restoring the archive, `--rollback` puts
+//! the safety backup back; either then starts the containers the journal
+//! lists. Until then every orca tool refuses the volume (exit 13).
 
 pub mod prescan;
 pub mod tree;
@@ -26,21 +36,25 @@ use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::docker::{self, ContainerRef, StoppedContainers, VolumeInfo};
 use orca_shared::engine::Mode;
-use orca_shared::names;
+use orca_shared::journal::{self, Journal, Phase};
+use orca_shared::manifest::{self, Manifest};
+use orca_shared::names::{self, Compression};
 use orca_shared::volume_lock::{self, LockMode, LockRequest};
-use orca_shared::{ErrorKind, OrcaError, discover, fail, interrupt, paths};
+use orca_shared::{ErrorKind, OrcaError, discover, err, fail, interrupt, paths, testpoint};
 use serde::Serialize;
 
 use crate::prescan::Prescan;
 use crate::tree::{Tree, TreeBuilder};
 
-/// Restore a Docker volume from a backup archive, with a safety copy and automatic rollback.
+/// Restore a Docker volume from a backup archive, with a safety copy, automatic rollback and a journal.
 ///
 /// Takes the archive as an argument or the record's "backup_path"; the target
 /// is --volume, else the record's "volume", else the Orca volume found as
 /// orca-find-volume does. Adds "restored_volume", "safety_backup",
-/// "stopped_containers", "entries", "restored_bytes", "rolled_back", "dry_run"
-/// (with "plan") and "archive_manifest" (when the archive has one) to the record.
+/// "stopped_containers", "entries", "restored_bytes", "rolled_back",
+/// "password_differs", "dry_run" (with "plan"), "archive_manifest" (when the
+/// archive has one) and, when a restore is left to finish, "journal".
+/// --resume and --rollback finish a restore that was interrupted.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -64,13 +78,21 @@ pub struct Cli {
     #[arg(long, requires = "stop")]
     pub allow_autoremove: bool,
 
-    /// Do not export the current contents first (no automatic rollback is possible then)
+    /// Do not save the current contents first (no automatic rollback is possible then)
     #[arg(long)]
     pub no_safety_backup: bool,
 
     /// Say what would happen, change nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Finish an interrupted restore of --volume: restore its archive, then start the containers it stopped
+    #[arg(long, conflicts_with_all = ["rollback", "archive", "to_new_volume", "dry_run", "no_safety_backup"])]
+    pub resume: bool,
+
+    /// Undo an interrupted restore of --volume: put its safety backup back, then start the containers it stopped
+    #[arg(long, conflicts_with_all = ["archive", "to_new_volume", "dry_run", "no_safety_backup"])]
+    pub rollback: bool,
 
     /// Flags every orca tool has.
     #[command(flatten)]
@@ -79,7 +101,11 @@ pub struct Cli {
 
 orca_shared::tool_args!(
     Cli,
-    stdin = |cli: &Cli| orca_shared::app::archive_stdin(cli.archive.as_deref())
+    stdin = |cli: &Cli| if cli.resume || cli.rollback {
+        orca_shared::app::StdinUse::Never
+    } else {
+        orca_shared::app::archive_stdin(cli.archive.as_deref())
+    }
 );
 
 /// The plan, reported by `--dry-run` and before acting.
@@ -101,9 +127,175 @@ pub struct Plan {
     pub bytes: u64,
 }
 
-/// Restore; the record gets the outcome even when it fails.
+/// Restore, or finish an interrupted restore; the record gets the outcome
+/// even when it fails.
 pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    if cli.resume || cli.rollback {
+        return recover(cli, ctx);
+    }
+    restore(cli, ctx)
+}
+
+/// What every step that changes a volume needs.
+struct Work<'a> {
+    tool: &'a str,
+    /// The helper image (never started).
+    image: String,
+    /// Images with a shell, for emptying a volume containers use.
+    shell_images: Vec<String>,
+    info: VolumeInfo,
+    journal: Journal,
+    journal_path: PathBuf,
+    /// Whether the volume may have changed (emptying began).
+    touched: bool,
+}
+
+impl Work<'_> {
+    fn enter(&mut self, phase: Phase) -> anyhow::Result<()> {
+        self.journal.enter(phase, &self.journal_path)
+    }
+
+    /// Empty (or create) the volume, extract `archive`, read it back and
+    /// compare it with `want`; each phase journaled before it starts.
+    fn replace(
+        &mut self,
+        archive: &Path,
+        want: &Tree,
+        verified_sha: &str,
+        restoring: bool,
+    ) -> anyhow::Result<()> {
+        let mode = if restoring {
+            Mode::Interruptible
+        } else {
+            Mode::Cleanup
+        };
+        self.enter(if restoring {
+            Phase::Emptying
+        } else {
+            Phase::RollingBack
+        })?;
+        if restoring {
+            testpoint::point("emptying");
+        }
+        if self.journal.new_volume && docker::volume_inspect(&self.info.name)?.is_none() {
+            let label = (
+                "org.orca-backup.restored-from".to_string(),
+                archive
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            self.touched = true;
+            volume::create(&self.info, &[label])?;
+        } else if docker::volume_inspect(&self.info.name)?.is_none() {
+            // Killed between removing and creating it again.
+            self.touched = true;
+            volume::create(&self.info, &[])?;
+        } else {
+            volume::empty(self.tool, &self.info, &self.shell_images, &mut self.touched)?;
+        }
+        if mode == Mode::Interruptible {
+            interrupt::check()?;
+        }
+        if restoring {
+            self.enter(Phase::Extracting)?;
+        }
+        let point = if restoring {
+            "extracting"
+        } else {
+            "rollback-extracting"
+        };
+        let sha = volume::extract(
+            self.tool,
+            &self.info.name,
+            &self.image,
+            archive,
+            want.nodes.get(&b"."[..]),
+            mode,
+            point,
+        )?;
+        if sha != verified_sha {
+            fail!(
+                VerificationFailed,
+                "{} changed while it was being restored (SHA-256 {sha}, verified {verified_sha})",
+                archive.display()
+            );
+        }
+        if mode == Mode::Interruptible {
+            interrupt::check()?;
+        }
+        if restoring {
+            self.enter(Phase::Comparing)?;
+        }
+        let got = volume::read_back(self.tool, &self.info.name, &self.image, mode)?;
+        volume::compare(&got, want)
+    }
+
+    /// Put the safety backup back. Cannot be cut short by Ctrl-C.
+    fn rollback(&mut self, safety: &Path, safety_sha: Option<&str>) -> anyhow::Result<()> {
+        let _critical = interrupt::critical("putting the previous contents back");
+        self.enter(Phase::RollingBack)?;
+        let opts = orca_verify::Options {
+            expected_sha256: safety_sha.map(String::from),
+            ..orca_verify::Options::default()
+        };
+        let report = orca_verify::verify(safety, &opts, TreeBuilder::default())?;
+        if let Some(msg) = report.failure_message() {
+            fail!(VerificationFailed, "{msg}");
+        }
+        let sha = report.sha256.clone().unwrap_or_default();
+        let want = report.visitor.finish();
+        self.replace(safety, &want, &sha, false)
+    }
+
+    /// The restore has ended: remove the journal (a warning if that fails).
+    fn close(&self) {
+        if let Err(e) = Journal::remove(&self.journal_path) {
+            eprintln!("{}: warning: {e:#}", self.tool);
+        }
+    }
+}
+
+fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let (archive, record_sha) = orca_verify::archive_from(cli.archive.as_deref(), ctx, "restore")?;
+
+    // The target.
+    let (target, new_volume, discovered) = match (&cli.to_new_volume, &cli.volume) {
+        (Some(n), _) => (n.clone(), true, false),
+        (None, Some(v)) => (v.clone(), false, false),
+        (None, None) => match ctx.record.str("volume")? {
+            Some(v) => (v.to_string(), false, false),
+            None => {
+                let found = discover::discover(&ctx.config)?;
+                if let Some(why) = &found.explanation {
+                    ctx.note(why);
+                }
+                (found.chosen.name, false, true)
+            }
+        },
+    };
+    docker::check_volume_name(&target)?;
+    let manifest = manifest::read(&archive);
+    match &manifest {
+        manifest::Read::Valid(m) => {
+            ctx.note(describe_manifest(m));
+            ctx.record.set("archive_manifest", m);
+            if discovered && m.volume != target {
+                fail!(
+                    Usage,
+                    "{} is a backup of volume '{}', but the Orca volume found here is '{target}': refusing to guess; pass --volume {} to restore it where it came from, or --volume {target} to restore it there anyway (nothing was changed)",
+                    archive.display(),
+                    m.volume,
+                    m.volume
+                );
+            }
+        }
+        manifest::Read::Ignored(why) => ctx.warn(why),
+        manifest::Read::Missing => ctx.note(
+            "the archive has no manifest (made by another tool or an older orca): restoring it as it is",
+        ),
+    }
 
     // 1. Verify and scan before touching anything.
     ctx.note(format!("verifying {}", archive.display()));
@@ -124,65 +316,37 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     }
     let verified_sha = report.sha256.clone().unwrap_or_default();
     let want = report.visitor.tree.finish();
-    let manifest = orca_shared::manifest::read(&archive);
-    match &manifest {
-        orca_shared::manifest::Read::Valid(m) => {
-            ctx.note(describe_manifest(m));
-            ctx.record.set("archive_manifest", m);
-        }
-        orca_shared::manifest::Read::Ignored(why) => ctx.warn(why),
-        orca_shared::manifest::Read::Missing => {
-            ctx.note("the archive has no manifest (made by another tool or an older orca): restoring it as it is");
-        }
-    }
 
-    // 2. The target and who uses it.
-    let (target, new_volume) = match (&cli.to_new_volume, &cli.volume) {
-        (Some(n), _) => (n.clone(), true),
-        (None, Some(v)) => (v.clone(), false),
-        (None, None) => match ctx.record.str("volume")? {
-            Some(v) => (v.to_string(), false),
-            None => {
-                let found = discover::discover(&ctx.config)?;
-                if let Some(why) = &found.explanation {
-                    ctx.note(why);
-                }
-                (found.chosen.name, false)
-            }
-        },
-    };
-    let (info, users) = if new_volume {
-        if docker::volume_inspect(&target)?.is_some() {
-            fail!(
-                AlreadyExists,
-                "volume '{target}' already exists; --to-new-volume only creates new volumes (choose another name, or restore into it with --volume)"
-            );
-        }
-        let info = VolumeInfo {
+    // The volume as it is, and who uses it.
+    let existing = docker::volume_inspect(&target)?;
+    let info = match (&existing, new_volume) {
+        (Some(_), true) => fail!(
+            AlreadyExists,
+            "volume '{target}' already exists; --to-new-volume only creates new volumes (choose another name, or restore into it with --volume)"
+        ),
+        (None, false) => fail!(
+            VolumeNotFound,
+            "volume '{target}' not found (list volumes with `docker volume ls`, or let orca-find-volume find it)"
+        ),
+        (Some(i), false) => i.clone(),
+        (None, true) => VolumeInfo {
             name: target.clone(),
             driver: "local".into(),
             ..VolumeInfo::default()
-        };
-        (info, Vec::new())
-    } else {
-        (
-            docker::require_volume(&target)?,
-            docker::containers_using(&target)?,
-        )
+        },
     };
-    let active: Vec<ContainerRef> = users.iter().filter(|c| c.is_active()).cloned().collect();
-    if !active.is_empty() && !cli.stop && !cli.dry_run {
-        let names: Vec<&str> = active.iter().map(|c| c.name.as_str()).collect();
-        fail!(
-            VolumeInUse,
-            "volume '{target}' is in use by running container(s) {}: stop them first, or pass --stop to have them stopped and started again; nothing was changed",
-            names.join(", ")
-        );
-    }
+    let users = if new_volume {
+        Vec::new()
+    } else {
+        docker::containers_using(&target)?
+    };
+    let password_differs = password_check(ctx, manifest.manifest(), &users);
+    ctx.record.set("password_differs", password_differs);
+
     let backups_dir = ctx.config.backups_dir()?;
-    let compression = ctx.config.compression;
-    let safety_path =
-        (!new_volume && !cli.no_safety_backup).then(|| safety_name(&backups_dir, compression));
+    let safety_path = (!new_volume && !cli.no_safety_backup)
+        .then(|| safety_name(&backups_dir, Compression::Zstd));
+    let active: Vec<ContainerRef> = users.iter().filter(|c| c.is_active()).cloned().collect();
     let plan = Plan {
         volume: target.clone(),
         new_volume,
@@ -205,102 +369,204 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     rec.set("safety_backup", serde_json::Value::Null);
     rec.set("stopped_containers", Vec::<ContainerRef>::new());
     if cli.dry_run {
-        rec.set("plan", &plan);
+        if !active.is_empty() && !cli.stop {
+            ctx.warn(format!(
+                "containers {} run on the volume: a real restore needs --stop",
+                names_of(&active)
+            ));
+        }
+        ctx.record.set("plan", &plan);
         ctx.note(describe_plan(&archive, &plan));
         return Ok(());
     }
-    ctx.note(describe_plan(&archive, &plan));
 
-    // 3. Stop, and save what is there.
+    // 2. The lock first: clearing a killed run's lock may start containers
+    // again, so who runs is only known after it.
     let image = docker::ensure_helper_image(ctx.config.helper_image.as_deref())?;
-    let _volume_lock = volume_lock::acquire(&LockRequest {
+    paths::ensure_private_dir(&backups_dir)?;
+    let journal_path = journal::path_for(&backups_dir, &target);
+    let journal_text = paths::utf8(&journal_path)?.to_string();
+    let mut lock = volume_lock::acquire(&LockRequest {
         tool: ctx.tool,
         volume: &target,
         mode: LockMode::Restore,
         image: &image,
-        stops: &plan.containers_to_stop,
-        journal: None,
+        stops: &users,
+        journal: Some(&journal_text),
         recovering: false,
     })?;
-    let mut stopped = if cli.stop {
-        StoppedContainers::stop(&users, cli.allow_autoremove)?
-    } else {
-        StoppedContainers::none()
-    };
-    ctx.record.set("stopped_containers", stopped.containers());
-    if let Some(path) = &safety_path {
-        ctx.note(format!(
-            "saving the current contents of '{target}' to {}",
-            path.display()
-        ));
-        let level = ctx.config.level_for(compression);
-        orca_export::export(&orca_export::ExportOptions {
-            volume: target.clone(),
-            output: path.clone(),
-            compression,
-            level: level as u32,
-            overwrite: false,
-            stop: false,
-            allow_autoremove: false,
-            lock: false,
-            helper_image: ctx.config.helper_image.clone(),
-            backups_dir: Some(backups_dir.clone()),
-            tool: ctx.tool,
-            description: Some(format!(
-                "safety copy made by orca-restore before restoring {}",
-                archive.display()
-            )),
-            tags: vec!["pre-restore".to_string()],
-        })
-        .context("cannot make the safety backup, so nothing was changed")?;
-        ctx.record.set("safety_backup", paths::utf8(path)?);
+    if new_volume && docker::volume_inspect(&target)?.is_some() {
+        fail!(
+            AlreadyExists,
+            "volume '{target}' was created meanwhile; nothing was changed"
+        );
     }
-    interrupt::check().context("nothing was changed")?;
+    let users = if new_volume {
+        Vec::new()
+    } else {
+        docker::containers_using(&target)?
+    };
+    let active: Vec<ContainerRef> = users.iter().filter(|c| c.is_active()).cloned().collect();
+    if !active.is_empty() && !cli.stop {
+        fail!(
+            VolumeInUse,
+            "volume '{target}' is in use by running container(s) {}: stop them first, or pass --stop to have them stopped and started again; nothing was changed",
+            names_of(&active)
+        );
+    }
+    let mut plan = plan;
+    plan.containers_to_stop = active.clone();
+    ctx.note(describe_plan(&archive, &plan));
 
-    // 4. Replace the contents.
+    // 3. The journal, before the first change.
     let mut shell_images: Vec<String> = ctx.config.helper_image.iter().cloned().collect();
     for c in &users {
         if !shell_images.contains(&c.image) {
             shell_images.push(c.image.clone());
         }
     }
-    let restored_from = archive
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("")
-        .to_string();
-    let mut touched = false;
-    let outcome = replace(
-        ctx.tool,
-        &info,
-        new_volume,
-        &archive,
-        &want,
-        &verified_sha,
-        &image,
-        &shell_images,
-        &restored_from,
-        &mut touched,
-        Mode::Interruptible,
+    let mut work = Work {
+        tool: ctx.tool,
+        image,
+        shell_images,
+        info: info.clone(),
+        journal: Journal {
+            format_version: journal::FORMAT_VERSION,
+            volume: target.clone(),
+            new_volume,
+            volume_driver: info.driver.clone(),
+            volume_options: info.options.clone(),
+            volume_labels: info.labels.clone(),
+            archive: paths::utf8(&archive)?.to_string(),
+            archive_sha256: verified_sha.clone(),
+            safety_backup: safety_path
+                .as_deref()
+                .map(|p| paths::utf8(p).map(String::from))
+                .transpose()?,
+            safety_sha256: None,
+            stopped_containers: active.clone(),
+            phase: Phase::Stopping,
+            started_at: journal::now(),
+            updated_at: String::new(),
+            pid: std::process::id(),
+            host: orca_shared::creator::Creator::current().host.clone(),
+            extra: serde_json::Map::new(),
+        },
+        journal_path: journal_path.clone(),
+        touched: false,
+    };
+    work.journal.save(&journal_path)?;
+    let _quit = interrupt::quit_as(
+        ErrorKind::RestoreInterrupted.exit_code() as i32,
+        interrupted_record(ctx.tool, &target, &journal_path),
+        format!(
+            "quitting at once; the restore journal {} is kept: finish with `orca-restore --resume --volume {target}` or undo with `orca-restore --rollback --volume {target}`",
+            journal_path.display()
+        ),
     );
+    testpoint::point("journaled");
+
+    // Until the volume is touched, any failure only needs the containers back.
+    let before = (|| -> anyhow::Result<StoppedContainers> {
+        let stopped = StoppedContainers::stop(&users, cli.allow_autoremove)?;
+        testpoint::point("stopped");
+        if let Some(path) = &safety_path {
+            work.enter(Phase::Saving)?;
+            ctx.note(format!(
+                "saving the current contents of '{target}' to {}",
+                path.display()
+            ));
+            let saved = orca_export::export(&orca_export::ExportOptions {
+                volume: target.clone(),
+                output: path.clone(),
+                compression: Compression::Zstd,
+                level: 1,
+                overwrite: false,
+                stop: false,
+                allow_autoremove: false,
+                lock: false,
+                helper_image: ctx.config.helper_image.clone(),
+                backups_dir: Some(backups_dir.clone()),
+                tool: ctx.tool,
+                description: Some(format!(
+                    "safety copy made by orca-restore before restoring {}",
+                    archive.display()
+                )),
+                tags: vec!["pre-restore".to_string()],
+            })
+            .context("cannot make the safety backup")?;
+            work.journal.safety_sha256 = Some(saved.sha256);
+            work.journal.save(&journal_path)?;
+            ctx.record.set("safety_backup", paths::utf8(path)?);
+        }
+        interrupt::check()?;
+        Ok(stopped)
+    })();
+    let mut stopped = match before {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing changed: the containers come back (the guard), the
+            // journal goes, the lock goes.
+            work.close();
+            return Err(e.context("nothing was changed"));
+        }
+    };
+    ctx.record.set("stopped_containers", stopped.containers());
+
+    // 4. Replace the contents.
+    let outcome = work.replace(&archive, &want, &verified_sha, true);
     let result = match outcome {
-        Ok(()) => Ok(()),
-        Err(e) if !touched => Err(e.context("nothing was changed")),
+        Ok(()) => {
+            testpoint::point("restarting");
+            Ok(())
+        }
+        Err(e) if !work.touched => {
+            // Emptying never began: the volume is as it was.
+            Err(e.context("nothing was changed"))
+        }
         Err(e) if new_volume => {
             let removed = docker::volume_remove(&target);
-            let what = if matches!(removed, Ok(docker::Removed::Yes)) { "the new volume was removed again" } else { "the new volume could not be removed" };
-            Err(e.context(format!("restoring into new volume '{target}' failed; {what}")))
+            let what = if matches!(removed, Ok(docker::Removed::Yes)) {
+                "the new volume was removed again"
+            } else {
+                "the new volume could not be removed"
+            };
+            Err(e.context(format!(
+                "restoring into new volume '{target}' failed; {what}"
+            )))
         }
-        Err(e) => match &safety_path {
-            None => Err(e.context(format!(
-                "restore failed and volume '{target}' may be incomplete: no safety backup was made (--no-safety-backup)"
-            ))),
+        Err(e) => match safety_path.clone() {
+            None => {
+                // Nothing to put back: the journal stays for --resume, and
+                // the containers stay stopped until the volume is whole.
+                lock.keep();
+                ctx.record.set("journal", paths::utf8(&journal_path)?);
+                let also = held_back(stopped);
+                return Err(OrcaError::new(
+                    ErrorKind::RestoreInterrupted,
+                    format!(
+                        "restore of {} into volume '{target}' failed ({}) and no safety backup was made (--no-safety-backup): the volume may be incomplete; run `orca-restore --resume --volume {target}` to restore it again (journal {}){also}",
+                        archive.display(),
+                        orca_shared::exit::message_of(&e, orca_shared::exit::kind_of(&e)),
+                        journal_path.display()
+                    ),
+                )
+                .into());
+            }
             Some(safety) => {
-                ctx.note(format!("restore failed ({e:#}); putting back the previous contents from {}", safety.display()));
-                match rollback(ctx.tool, &info, safety, &image, &shell_images) {
+                ctx.note(format!(
+                    "restore failed ({e:#}); putting back the previous contents from {}",
+                    safety.display()
+                ));
+                let safety_sha = work.journal.safety_sha256.clone();
+                match work.rollback(&safety, safety_sha.as_deref()) {
                     Ok(()) => {
                         ctx.record.set("rolled_back", true);
-                        let kind = if interrupt::interrupted() { ErrorKind::Interrupted } else { ErrorKind::RestoreRolledBack };
+                        let kind = if interrupt::interrupted() {
+                            ErrorKind::Interrupted
+                        } else {
+                            ErrorKind::RestoreRolledBack
+                        };
                         Err(OrcaError::new(
                             kind,
                             format!(
@@ -312,24 +578,31 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                         )
                         .into())
                     }
-                    Err(r) => Err(OrcaError::new(
-                        ErrorKind::RollbackFailed,
-                        format!(
-                            "restore of {} into volume '{target}' failed ({e:#}) and putting the previous contents back failed too ({r:#}); they are safe in {}: restore it with `orca-restore {} --volume {target}`",
-                            archive.display(),
-                            safety.display(),
-                            safety.display()
-                        ),
-                    )
-                    .into()),
+                    Err(r) => {
+                        lock.keep();
+                        ctx.record.set("journal", paths::utf8(&journal_path)?);
+                        let also = held_back(stopped);
+                        return Err(OrcaError::new(
+                            ErrorKind::RollbackFailed,
+                            format!(
+                                "restore of {} into volume '{target}' failed ({e:#}) and putting the previous contents back failed too ({r:#}); they are safe in {}: run `orca-restore --rollback --volume {target}` to try again (journal {}){also}",
+                                archive.display(),
+                                safety.display(),
+                                journal_path.display()
+                            ),
+                        )
+                        .into());
+                    }
                 }
             }
         },
     };
-    // 5. Start again what we stopped, whatever happened.
+    // 5. Start again what we stopped, whatever happened; the journal goes.
     let restarted = stopped.restart();
+    work.close();
+    drop(lock);
     result?;
-    restarted?;
+    restarted.map_err(|e| e.context("the restore is complete"))?;
     ctx.note(format!(
         "restored {} entries ({}) into volume '{target}' and checked them against the archive",
         want.entries(),
@@ -338,9 +611,373 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `orca-db-pre-restore-<time>[-N]<ext>`: a name no file has yet (two
-/// restores in one second must not share one).
-fn safety_name(dir: &Path, compression: names::Compression) -> PathBuf {
+/// `--resume` / `--rollback`: finish a restore its journal says was interrupted.
+fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let backups_dir = ctx.config.backups_dir()?;
+    let volume = match cli.volume.clone() {
+        Some(v) => v,
+        None => the_interrupted_volume(&backups_dir)?,
+    };
+    docker::check_volume_name(&volume)?;
+    // The journal: where the lock in the engine says, else ours.
+    let journal_path = volume_lock::holders(&volume)?
+        .into_iter()
+        .find_map(|h| h.journal)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| journal::path_for(&backups_dir, &volume));
+    if !journal_path.exists() {
+        fail!(
+            Usage,
+            "no interrupted restore of volume '{volume}' to {} (no journal at {})",
+            if cli.resume { "resume" } else { "roll back" },
+            journal_path.display()
+        );
+    }
+    let j = Journal::load(&journal_path)?;
+    if j.volume != volume {
+        fail!(
+            Failure,
+            "the journal {} is for volume '{}', not '{volume}'",
+            journal_path.display(),
+            j.volume
+        );
+    }
+    ctx.note(format!(
+        "{} the restore of {} into volume '{volume}', interrupted while {} (started {} by pid {} on {})",
+        if cli.resume { "resuming" } else { "rolling back" },
+        j.archive,
+        j.phase.as_str(),
+        j.started_at,
+        j.pid,
+        j.host
+    ));
+    let image = docker::ensure_helper_image(ctx.config.helper_image.as_deref())?;
+    let journal_text = paths::utf8(&journal_path)?.to_string();
+    let lock = volume_lock::acquire(&LockRequest {
+        tool: ctx.tool,
+        volume: &volume,
+        mode: LockMode::Restore,
+        image: &image,
+        stops: &j.stopped_containers,
+        journal: Some(&journal_text),
+        recovering: true,
+    })?;
+    let info = match docker::volume_inspect(&volume)? {
+        Some(i) => i,
+        None => VolumeInfo {
+            name: volume.clone(),
+            driver: j.volume_driver.clone(),
+            options: j.volume_options.clone(),
+            labels: j.volume_labels.clone(),
+            ..VolumeInfo::default()
+        },
+    };
+    let users = docker::containers_using(&volume).unwrap_or_default();
+    let mut shell_images: Vec<String> = ctx.config.helper_image.iter().cloned().collect();
+    for c in users.iter().chain(j.stopped_containers.iter()) {
+        if !shell_images.contains(&c.image) {
+            shell_images.push(c.image.clone());
+        }
+    }
+    // Containers that run on the volume now must not see it change under
+    // them: the journal's own (someone started them again) are stopped again;
+    // others need --stop. All are written to the journal first, so that they
+    // are started again at the end whatever happens to this run.
+    let stopped_ids: Vec<&str> = j.stopped_containers.iter().map(|c| c.id.as_str()).collect();
+    let running: Vec<ContainerRef> = users.iter().filter(|c| c.is_active()).cloned().collect();
+    let intruders: Vec<&ContainerRef> = running
+        .iter()
+        .filter(|c| !stopped_ids.contains(&c.id.as_str()))
+        .collect();
+    if !intruders.is_empty() && !cli.stop {
+        let mut lock = lock;
+        lock.keep();
+        let names: Vec<&str> = intruders.iter().map(|c| c.name.as_str()).collect();
+        fail!(
+            VolumeInUse,
+            "container(s) {} run on volume '{volume}' in the middle of its restore: pass --stop to have them stopped (and started again after), or stop them",
+            names.join(", ")
+        );
+    }
+    let mut j = j;
+    for c in &running {
+        if !j.stopped_containers.iter().any(|s| s.id == c.id) {
+            j.stopped_containers.push(c.clone());
+        }
+    }
+    j.save(&journal_path)?;
+    StoppedContainers::stop(&running, cli.allow_autoremove)?.forget();
+    let stopped = StoppedContainers::adopt(j.stopped_containers.clone());
+    let mut work = Work {
+        tool: ctx.tool,
+        image,
+        shell_images,
+        info,
+        journal: j.clone(),
+        journal_path: journal_path.clone(),
+        touched: j.phase.changed(),
+    };
+    ctx.record.set("restored_volume", &volume);
+    ctx.record
+        .set("recovered", if cli.resume { "resume" } else { "rollback" });
+    ctx.record.set("rolled_back", false);
+    let result: anyhow::Result<()> = if cli.rollback {
+        if !j.phase.changed() {
+            ctx.note("the volume was not changed yet: nothing to put back");
+            Ok(())
+        } else if j.new_volume {
+            match docker::volume_remove(&volume)? {
+                docker::Removed::Yes => Ok(()),
+                docker::Removed::InUse(m) => Err(err!(
+                    Failure,
+                    "cannot remove the half-restored new volume '{volume}': {m}"
+                )),
+            }
+        } else {
+            match (&j.safety_backup, &j.safety_sha256) {
+                (Some(safety), Some(sha)) => {
+                    ctx.record.set("safety_backup", safety);
+                    work.rollback(Path::new(safety), Some(sha)).map(|()| {
+                        ctx.record.set("rolled_back", true);
+                    })
+                }
+                _ => Err(err!(
+                    Failure,
+                    "the restore of volume '{volume}' made no complete safety backup, so its previous contents cannot be put back: run `orca-restore --resume --volume {volume}` to restore {} again",
+                    j.archive
+                )),
+            }
+        }
+    } else {
+        resume(ctx, &mut work, &j)
+    };
+    let mut stopped = stopped;
+    match result {
+        Ok(()) => {
+            let restarted = stopped.restart();
+            work.close();
+            drop(lock);
+            restarted.map_err(|e| {
+                e.context(format!(
+                    "the {} is complete",
+                    if cli.resume { "restore" } else { "rollback" }
+                ))
+            })?;
+            ctx.note(format!(
+                "volume '{volume}' holds {} again; the journal is gone",
+                if cli.resume {
+                    "the archive's contents"
+                } else {
+                    "its previous contents"
+                }
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            let mut lock = lock;
+            lock.keep();
+            ctx.record.set("journal", paths::utf8(&journal_path)?);
+            let also = held_back(stopped);
+            Err(OrcaError::new(
+                if cli.rollback {
+                    ErrorKind::RollbackFailed
+                } else {
+                    ErrorKind::RestoreInterrupted
+                },
+                format!(
+                    "{} volume '{volume}' failed ({}); the journal {} is kept: run `orca-restore --{} --volume {volume}` again once the cause is fixed{also}",
+                    if cli.resume {
+                        "resuming the restore of"
+                    } else {
+                        "rolling back"
+                    },
+                    orca_shared::exit::message_of(&e, orca_shared::exit::kind_of(&e)),
+                    journal_path.display(),
+                    if cli.resume { "resume" } else { "rollback" }
+                ),
+            )
+            .into())
+        }
+    }
+}
+
+/// `--resume`: the archive again, as the journal names it.
+fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<()> {
+    let archive = PathBuf::from(&j.archive);
+    let opts = orca_verify::Options {
+        min_size_mb: 0,
+        expected_sha256: Some(j.archive_sha256.clone()),
+        update_manifest: false,
+    };
+    let report = orca_verify::verify(&archive, &opts, Prescan::default())?;
+    if let Some(msg) = report.failure_message() {
+        fail!(
+            VerificationFailed,
+            "cannot resume: {msg} (the archive must be the one the restore started with)"
+        );
+    }
+    let want = report.visitor.tree.finish();
+    // A safety copy that never completed is made now, while the volume is
+    // still untouched.
+    if !j.phase.changed()
+        && let Some(safety) = &j.safety_backup
+        && j.safety_sha256.is_none()
+    {
+        let safety = PathBuf::from(safety);
+        let path = if safety.exists() {
+            safety_name(orca_shared::fsutil::parent_dir(&safety), Compression::Zstd)
+        } else {
+            safety
+        };
+        work.enter(Phase::Saving)?;
+        let saved = orca_export::export(&orca_export::ExportOptions {
+            volume: j.volume.clone(),
+            output: path.clone(),
+            compression: Compression::Zstd,
+            level: 1,
+            overwrite: false,
+            stop: false,
+            allow_autoremove: false,
+            lock: false,
+            helper_image: ctx.config.helper_image.clone(),
+            backups_dir: None,
+            tool: ctx.tool,
+            description: Some(format!(
+                "safety copy made by orca-restore before restoring {}",
+                j.archive
+            )),
+            tags: vec!["pre-restore".to_string()],
+        })?;
+        work.journal.safety_backup = Some(paths::utf8(&path)?.to_string());
+        work.journal.safety_sha256 = Some(saved.sha256);
+        work.journal.save(&work.journal_path.clone())?;
+    }
+    ctx.record.set("entries", want.entries());
+    ctx.record.set("restored_bytes", want.content_bytes());
+    match work.replace(&archive, &want, &j.archive_sha256, true) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let (safety, sha) = (
+                work.journal.safety_backup.clone(),
+                work.journal.safety_sha256.clone(),
+            );
+            match (safety, sha) {
+                (Some(safety), Some(sha)) => {
+                    ctx.note(format!(
+                        "resuming failed ({e:#}); putting back the previous contents from {safety}"
+                    ));
+                    work.rollback(Path::new(&safety), Some(&sha))?;
+                    ctx.record.set("rolled_back", true);
+                    Err(OrcaError::new(
+                        ErrorKind::RestoreRolledBack,
+                        format!(
+                            "resuming the restore failed ({}); the volume was rolled back to its previous contents from {safety}",
+                            orca_shared::exit::message_of(&e, orca_shared::exit::kind_of(&e))
+                        ),
+                    )
+                    .into())
+                }
+                _ => Err(e),
+            }
+        }
+    }
+}
+
+/// The one volume with an interrupted restore (engine-wide, or in this
+/// backups directory), or an error listing them.
+fn the_interrupted_volume(backups_dir: &Path) -> anyhow::Result<String> {
+    let mut found: Vec<String> = volume_lock::interrupted_restores()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    for (_, j) in journal::in_dir(backups_dir) {
+        if let Ok(j) = j
+            && !found.contains(&j.volume)
+        {
+            found.push(j.volume);
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => fail!(
+            Usage,
+            "no interrupted restore found (no restore journal in {} and no abandoned restore lock): nothing to finish",
+            backups_dir.display()
+        ),
+        _ => fail!(
+            Usage,
+            "interrupted restores of several volumes ({}): say which with --volume",
+            found.join(", ")
+        ),
+    }
+}
+
+/// The record a restore that quits at once leaves on stdout.
+fn interrupted_record(tool: &str, volume: &str, journal: &Path) -> String {
+    let mut r = orca_shared::record::Record::new();
+    r.set("restored_volume", volume);
+    r.set("journal", journal.display().to_string());
+    r.set_failure(
+        ErrorKind::RestoreInterrupted,
+        &format!(
+            "the restore of volume '{volume}' was interrupted; finish it with `orca-restore --resume --volume {volume}` or undo it with `orca-restore --rollback --volume {volume}`"
+        ),
+        tool,
+    );
+    serde_json::to_string(r.fields()).unwrap_or_default()
+}
+
+/// Whether the backup was taken under another `sa` password than the
+/// containers on the volume use now (warned about); `None` when it cannot
+/// be told.
+fn password_check(ctx: &Ctx, manifest: Option<&Manifest>, users: &[ContainerRef]) -> Option<bool> {
+    let m = manifest?;
+    if m.sa_password.is_empty() {
+        return None;
+    }
+    let mut keys = orca_shared::sapassword::Keys::default();
+    let mut any = None;
+    for c in users {
+        let Some(details) = docker::container_details(&c.id).ok().flatten() else {
+            continue;
+        };
+        let Some((var, pw)) = orca_shared::sapassword::from_env(&details.env) else {
+            continue;
+        };
+        let same = m
+            .sa_password
+            .iter()
+            .filter_map(|fp| keys.matches(fp, &m.volume, &pw))
+            .any(|b| b);
+        if !same {
+            ctx.warn(format!(
+                "the backup was taken when SQL Server's sa password differed from the {var} of container '{}': SQL Server keeps the password inside the volume, so after this restore Orca's login will fail (\"Login failed for user 'sa'\"). Either set the AppHost's SQL password parameter (Parameters:<name>-password in its user secrets) back to the one in use when the backup was taken, or change the sa password in SQL Server after the restore (ALTER LOGIN sa WITH PASSWORD = '...')",
+                c.name
+            ));
+            return Some(true);
+        }
+        any = Some(false);
+    }
+    any
+}
+
+/// Containers kept stopped while a volume is not whole; the message part
+/// that says so.
+fn held_back(stopped: StoppedContainers) -> String {
+    let names = names_of(&stopped.containers());
+    stopped.forget();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; container(s) {names} stay stopped until the volume is whole (the journal lists them; --resume or --rollback starts them)"
+        )
+    }
+}
+
+/// `orca-db-pre-restore-<time>[-N]<ext>`: a name no file has yet.
+fn safety_name(dir: &Path, compression: Compression) -> PathBuf {
     let stem = format!(
         "{}pre-restore-{}",
         names::PREFIX,
@@ -361,7 +998,14 @@ fn safety_name(dir: &Path, compression: names::Compression) -> PathBuf {
     }
 }
 
-fn describe_manifest(m: &orca_shared::manifest::Manifest) -> String {
+fn names_of(cs: &[ContainerRef]) -> String {
+    cs.iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_manifest(m: &Manifest) -> String {
     let mut s = format!(
         "the archive is a backup of volume '{}' taken {} ({})",
         m.volume,
@@ -402,12 +1046,10 @@ fn describe_plan(archive: &Path, plan: &Plan) -> String {
         plan.volume
     );
     if !plan.containers_to_stop.is_empty() {
-        let names: Vec<&str> = plan
-            .containers_to_stop
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        s.push_str(&format!("; stop and restart {}", names.join(", ")));
+        s.push_str(&format!(
+            "; stop and restart {}",
+            names_of(&plan.containers_to_stop)
+        ));
     }
     if let Some(b) = &plan.safety_backup {
         s.push_str(&format!("; safety backup {b}"));
@@ -416,92 +1058,4 @@ fn describe_plan(archive: &Path, plan: &Plan) -> String {
         s.push_str(&format!("; empty the volume: {e}"));
     }
     s
-}
-
-/// Empty (or create) the volume, extract, read back and compare.
-#[allow(clippy::too_many_arguments)]
-fn replace(
-    tool: &str,
-    info: &VolumeInfo,
-    new_volume: bool,
-    archive: &Path,
-    want: &Tree,
-    verified_sha: &str,
-    image: &str,
-    shell_images: &[String],
-    restored_from: &str,
-    touched: &mut bool,
-    mode: Mode,
-) -> anyhow::Result<()> {
-    let interruptible = mode == Mode::Interruptible;
-    if new_volume {
-        let label = (
-            "org.orca-backup.restored-from".to_string(),
-            restored_from.to_string(),
-        );
-        volume::create(info, &[label])?;
-        *touched = true;
-    } else {
-        volume::empty(tool, info, shell_images, touched)?;
-    }
-    if interruptible {
-        interrupt::check()?;
-    }
-    let (streamed, sha) = volume::extract(tool, &info.name, image, archive, mode)?;
-    if sha != verified_sha {
-        fail!(
-            VerificationFailed,
-            "{} changed while it was being restored (SHA-256 {sha}, verified {verified_sha})",
-            archive.display()
-        );
-    }
-    if !streamed.differences(want, 1).is_empty() {
-        fail!(
-            VerificationFailed,
-            "{} read differently the second time",
-            archive.display()
-        );
-    }
-    if interruptible {
-        interrupt::check()?;
-    }
-    let got = volume::read_back(tool, &info.name, image, mode)?;
-    volume::compare(&got, want)
-}
-
-/// Put the safety backup back; not interruptible (a second and third Ctrl-C still quit).
-fn rollback(
-    tool: &str,
-    info: &VolumeInfo,
-    safety: &Path,
-    image: &str,
-    shell_images: &[String],
-) -> anyhow::Result<()> {
-    let _critical = interrupt::critical("putting the previous contents back");
-    let opts = orca_verify::Options::default();
-    let report = orca_verify::verify(safety, &opts, TreeBuilder::default())?;
-    if let Some(msg) = report.failure_message() {
-        fail!(VerificationFailed, "{msg}");
-    }
-    let sha = report.sha256.clone().unwrap_or_default();
-    let want = report.visitor.finish();
-    let mut touched = false;
-    // A re-created volume keeps the original's driver options and labels.
-    let exists = docker::volume_inspect(&info.name)?.is_some();
-    if !exists {
-        volume::create(info, &[])?;
-    }
-    replace(
-        tool,
-        info,
-        false,
-        safety,
-        &want,
-        &sha,
-        image,
-        shell_images,
-        "",
-        &mut touched,
-        Mode::Cleanup,
-    )
 }

@@ -61,6 +61,7 @@ pub fn empty(
         match docker::volume_remove(&info.name)? {
             Removed::Yes => {
                 *touched = true;
+                orca_shared::testpoint::point("emptying-recreate");
                 return create(info, &[]);
             }
             // Someone started using it meanwhile: fall back to wiping.
@@ -118,19 +119,29 @@ pub fn empty(
     )
 }
 
-/// Extract `archive` into the volume, checking it again as it streams.
-/// Returns the archive's tree and SHA-256 as read this time.
+/// Extract `archive` into the volume (the stream checked again as it goes)
+/// and give the volume root the archive's owner and mode (`root`, from the
+/// verified tree). Returns the archive's SHA-256 as read this time. `point`
+/// names the test point reached after the first MiB.
 pub fn extract(
     tool: &str,
     volume: &str,
     image: &str,
     archive: &Path,
+    root: Option<&Node>,
     mode: Mode,
-) -> anyhow::Result<(Tree, String)> {
+    point: &str,
+) -> anyhow::Result<String> {
     let helper = HelperContainer::create(tool, image, volume, true)?;
-    let mut sink = ArchiveWriter::open(helper.id(), docker::MOUNT_PATH, mode)?;
-    let decoded = orca_verify::decode::decode_tee(archive, TreeBuilder::default(), Some(&mut sink))
+    let sink = ArchiveWriter::open(helper.id(), docker::MOUNT_PATH, mode)?;
+    let mut tap = TestPointAfter {
+        inner: sink,
+        written: 0,
+        point,
+    };
+    let decoded = orca_verify::decode::decode_tee(archive, (), Some(&mut tap))
         .with_context(|| format!("cannot read {}", archive.display()))?;
+    let sink = tap.inner;
     if let Some(e) = decoded.tap_error {
         let why = match engine::engine_error_of(&e) {
             Some(err) => err,
@@ -152,12 +163,36 @@ pub fn extract(
     }
     sink.finish()
         .with_context(|| format!("extracting into volume '{volume}' failed"))?;
-    let tree = decoded.visitor.finish();
-    if let Some(root) = tree.nodes.get(&b"."[..]) {
+    if let Some(root) = root {
         apply_root(&helper, root, mode)?;
     }
-    helper.remove()?;
-    Ok((tree, decoded.sha256))
+    if let Err(e) = helper.remove() {
+        eprintln!("{tool}: warning: {e:#}");
+    }
+    Ok(decoded.sha256)
+}
+
+/// A writer that reaches a test point once a MiB went through.
+struct TestPointAfter<'a, W> {
+    inner: W,
+    written: u64,
+    point: &'a str,
+}
+
+impl<W: std::io::Write> std::io::Write for TestPointAfter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let before = self.written;
+        self.written += n as u64;
+        if before < 1 << 20 && self.written >= 1 << 20 {
+            orca_shared::testpoint::point(self.point);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Give the volume root the archive's `./` owner, mode and time.
@@ -189,27 +224,31 @@ pub fn read_back(tool: &str, volume: &str, image: &str, mode: Mode) -> anyhow::R
     let helper = HelperContainer::create(tool, image, volume, false)?;
     let mut stream = ArchiveReader::open(helper.id(), &format!("{}/.", docker::MOUNT_PATH), mode)?;
     let mut scanner = Scanner::new(TreeBuilder::default());
-    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0u64;
     loop {
-        let n = match orca_shared::fsutil::read_full(&mut stream, &mut buf) {
-            Ok(n) => n,
+        let chunk = match stream.next_chunk() {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
             Err(e) => {
                 return Err(engine::engine_error_of(&e).unwrap_or_else(|| e.into()))
                     .context("cannot read the volume back");
             }
         };
-        if n == 0 {
-            break;
-        }
-        if let Err(e) = scanner.feed(&buf[..n]) {
+        if let Err(e) = scanner.feed(&chunk) {
             stream.abort();
             fail!(Failure, "reading volume '{volume}' back failed: {e}");
         }
+        if read < 1 << 20 && read + chunk.len() as u64 >= 1 << 20 {
+            orca_shared::testpoint::point("comparing");
+        }
+        read += chunk.len() as u64;
     }
     drop(stream);
     let (result, builder) = scanner.finish();
     result.map_err(|e| err!(Failure, "reading volume '{volume}' back failed: {e}"))?;
-    helper.remove()?;
+    if let Err(e) = helper.remove() {
+        eprintln!("{tool}: warning: {e:#}");
+    }
     Ok(builder.finish())
 }
 

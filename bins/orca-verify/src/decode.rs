@@ -318,116 +318,216 @@ fn pump<V: Visitor>(mut r: impl Read, scanner: &mut Sink<'_, V>, what: &str) -> 
     }
 }
 
-/// gzip: member by member with libdeflate while members carry the `OB` field,
-/// streaming for anything else. A member must use exactly the bytes its `OB`
-/// field claims. Zeros after the last member (tape blocking, `dd conv=sync`)
-/// are accepted with a warning, as `gzip -t` does; anything else is damage.
+/// gzip: orca's members (they carry the `OB` field) decompressed on every
+/// core with libdeflate, in order; streaming for anything else. A member must
+/// use exactly the bytes its `OB` field claims. Zeros after the last member
+/// (tape blocking, `dd conv=sync`) are accepted with a warning, as `gzip -t`
+/// does; anything else is damage.
 fn gzip<V: Visitor>(
     first: Vec<u8>,
     chunks: &mut Chunks,
     sink: &mut Sink<'_, V>,
 ) -> (u64, Result<(), String>) {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let mut pool = MemberPool::start(workers);
     let mut buf = first;
     let mut pos = 0usize;
     let mut offset = 0u64; // file offset of buf[0]
     let mut members = 0u64;
-    let mut out = Vec::new();
-    let mut inflate = crate::member::MemberDecoder::new();
     let mut eof = false;
-    loop {
-        let avail = buf.len() - pos;
-        if avail >= orca_export::pargz::HEADER_LEN || (eof && avail > 0) {
-            match orca_export::pargz::member_sizes(&buf[pos..]) {
-                Some((msize, isize)) => {
-                    let at = offset + pos as u64;
-                    if msize < (orca_export::pargz::HEADER_LEN + 8) as u32
-                        || msize > MAX_MEMBER
-                        || isize > MAX_MEMBER
-                    {
-                        return (
-                            members,
-                            Err(format!("gzip member at byte {at} has a damaged header")),
-                        );
-                    }
-                    let msize = msize as usize;
-                    if avail >= msize {
-                        out.resize(isize as usize, 0);
-                        let member = &buf[pos..pos + msize];
-                        match inflate.gzip(member, &mut out) {
-                            Some((used, n)) if used == msize && n == isize as usize => {}
-                            Some((used, _)) if used != msize => {
-                                return (
-                                    members,
-                                    Err(format!(
-                                        "gzip member at byte {at} is {used} bytes long, not the {msize} its header claims (bytes hidden after it)"
-                                    )),
-                                );
-                            }
-                            Some(_) | None => {
-                                return (
-                                    members,
-                                    Err(format!(
-                                        "gzip member at byte {at} is damaged (data, CRC-32 or length do not match)"
-                                    )),
-                                );
-                            }
+    // Fed members come back in order; a failure stops everything.
+    let result = (|| -> Result<Option<(Vec<u8>, u64)>, String> {
+        loop {
+            let avail = buf.len() - pos;
+            if avail >= orca_export::pargz::HEADER_LEN || (eof && avail > 0) {
+                match orca_export::pargz::member_sizes(&buf[pos..]) {
+                    Some((msize, isize)) => {
+                        let at = offset + pos as u64;
+                        if msize < (orca_export::pargz::HEADER_LEN + 8) as u32
+                            || msize > MAX_MEMBER
+                            || isize > MAX_MEMBER
+                        {
+                            return Err(format!("gzip member at byte {at} has a damaged header"));
                         }
-                        if let Err(e) = sink.feed(&out) {
-                            return (members, Err(e));
+                        let msize = msize as usize;
+                        if avail >= msize {
+                            let member = buf[pos..pos + msize].to_vec();
+                            pool.submit(member, isize as usize, at, |out| sink.feed(&out))?;
+                            members += 1;
+                            pos += msize;
+                            continue;
                         }
-                        members += 1;
-                        pos += msize;
-                        continue;
-                    }
-                    if eof {
-                        return (
-                            members,
-                            Err(format!(
+                        if eof {
+                            return Err(format!(
                                 "gzip stream is truncated (the member at byte {at} is cut short)"
-                            )),
-                        );
+                            ));
+                        }
                     }
-                }
-                None if buf[pos..].starts_with(&[0x1f, 0x8b]) || (pos == 0 && members == 0) => {
-                    // A gzip member from another writer: stream the rest.
-                    let rest = buf.split_off(pos);
-                    let reader = ChunkReader {
-                        chunks,
-                        current: rest,
-                        pos: 0,
-                    };
-                    let at = offset + pos as u64;
-                    let (more, result) = gzip_stream(reader, at, sink);
-                    return (members + more, result);
-                }
-                None => {
-                    let at = offset + pos as u64;
-                    let rest = buf.split_off(pos);
-                    let reader = ChunkReader {
-                        chunks,
-                        current: rest,
-                        pos: 0,
-                    };
-                    return (members, zeros_after(reader, at, sink));
+                    // Not one of ours: hand the rest to the streaming path.
+                    None => return Ok(Some((buf.split_off(pos), offset + pos as u64))),
                 }
             }
-        }
-        if eof {
-            return (members, Ok(()));
-        }
-        match chunks.next() {
-            Some(c) => {
-                // Keep only what is not consumed yet.
-                if pos > 0 {
-                    buf.drain(..pos);
-                    offset += pos as u64;
-                    pos = 0;
-                }
-                buf.extend_from_slice(&c);
-                chunks.recycle(c);
+            if eof {
+                return Ok(None);
             }
-            None => eof = true,
+            match chunks.next() {
+                Some(c) => {
+                    // Keep only what is not consumed yet.
+                    if pos > 0 {
+                        buf.drain(..pos);
+                        offset += pos as u64;
+                        pos = 0;
+                    }
+                    buf.extend_from_slice(&c);
+                    chunks.recycle(c);
+                }
+                None => eof = true,
+            }
         }
+    })();
+    // Everything submitted reaches the sink before we go on.
+    let drained = pool.finish(|out| sink.feed(&out));
+    let rest = match (result, drained) {
+        (Err(e), _) | (Ok(_), Err(e)) => return (members, Err(e)),
+        (Ok(rest), Ok(())) => rest,
+    };
+    let Some((rest, at)) = rest else {
+        return (members, Ok(()));
+    };
+    let starts_gzip = rest.starts_with(&[0x1f, 0x8b]);
+    let reader = ChunkReader {
+        chunks,
+        current: rest,
+        pos: 0,
+    };
+    if starts_gzip || members == 0 {
+        // A gzip member from another writer: stream the rest.
+        let (more, result) = gzip_stream(reader, at, sink);
+        return (members + more, result);
+    }
+    (members, zeros_after(reader, at, sink))
+}
+
+/// A member to decompress: (sequence, bytes, uncompressed size, file offset).
+type MemberJob = (u64, Vec<u8>, usize, u64);
+
+/// Decompresses orca's gzip members on worker threads; results are handed
+/// back in submission order.
+struct MemberPool {
+    jobs: Option<std::sync::mpsc::SyncSender<MemberJob>>,
+    results: Receiver<(u64, Result<Vec<u8>, String>)>,
+    handles: Vec<thread::JoinHandle<()>>,
+    next_in: u64,
+    next_out: u64,
+    waiting: std::collections::BTreeMap<u64, Result<Vec<u8>, String>>,
+    limit: u64,
+}
+
+impl MemberPool {
+    fn start(workers: usize) -> MemberPool {
+        let (job_tx, job_rx) = sync_channel::<MemberJob>(workers * 2);
+        let (res_tx, res_rx) = sync_channel(workers * 4);
+        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        let handles = (0..workers)
+            .map(|_| {
+                let rx = std::sync::Arc::clone(&job_rx);
+                let tx = res_tx.clone();
+                thread::spawn(move || {
+                    let mut d = crate::member::MemberDecoder::new();
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((seq, member, isize, at)) = job else { return };
+                        let mut out = vec![0u8; isize];
+                        let r = match d.gzip(&member, &mut out) {
+                            Some((used, n)) if used == member.len() && n == isize => Ok(out),
+                            Some((used, _)) if used != member.len() => Err(format!(
+                                "gzip member at byte {at} is {used} bytes long, not the {} its header claims (bytes hidden after it)",
+                                member.len()
+                            )),
+                            _ => Err(format!(
+                                "gzip member at byte {at} is damaged (data, CRC-32 or length do not match)"
+                            )),
+                        };
+                        if tx.send((seq, r)).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        MemberPool {
+            jobs: Some(job_tx),
+            results: res_rx,
+            handles,
+            next_in: 0,
+            next_out: 0,
+            waiting: std::collections::BTreeMap::new(),
+            limit: (workers * 3) as u64,
+        }
+    }
+
+    /// Queue a member; deliver finished ones (in order) to `deliver` while
+    /// too many are in flight.
+    fn submit(
+        &mut self,
+        member: Vec<u8>,
+        isize: usize,
+        at: u64,
+        mut deliver: impl FnMut(Vec<u8>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        while self.next_in - self.next_out >= self.limit {
+            self.deliver_one(&mut deliver)?;
+        }
+        let seq = self.next_in;
+        self.next_in += 1;
+        match &self.jobs {
+            Some(tx) => tx
+                .send((seq, member, isize, at))
+                .map_err(|_| "the gzip workers stopped".to_string()),
+            None => Err("the gzip workers stopped".to_string()),
+        }
+    }
+
+    fn deliver_one(
+        &mut self,
+        deliver: &mut impl FnMut(Vec<u8>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            if let Some(r) = self.waiting.remove(&self.next_out) {
+                self.next_out += 1;
+                return deliver(r?);
+            }
+            match self.results.recv() {
+                Ok((seq, r)) => {
+                    self.waiting.insert(seq, r);
+                }
+                Err(_) => return Err("the gzip workers stopped".to_string()),
+            }
+        }
+    }
+
+    /// Deliver everything still in flight, then stop the workers.
+    fn finish(
+        mut self,
+        mut deliver: impl FnMut(Vec<u8>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut result = Ok(());
+        while result.is_ok() && self.next_out < self.next_in {
+            result = self.deliver_one(&mut deliver);
+        }
+        self.jobs = None;
+        // Unblock workers waiting to hand in results nobody takes any more.
+        while self.results.try_recv().is_ok() {}
+        drop(self.results);
+        for h in self.handles {
+            let _ = h.join();
+        }
+        result
     }
 }
 
