@@ -111,7 +111,12 @@ pub fn acquire(req: &LockRequest) -> anyhow::Result<VolumeLock> {
     docker::check_volume_name(req.volume)?;
     for _attempt in 0..4 {
         match try_acquire(req)? {
-            Some(lock) => return Ok(lock),
+            Some(lock) => {
+                // Helpers a killed run left (a safety copy's, say) go now,
+                // not only when this run happens to create one of its own.
+                docker::remove_stale_helpers(req.tool);
+                return Ok(lock);
+            }
             None => continue, // a stale lock was cleared: try again
         }
     }
@@ -274,6 +279,35 @@ fn list(filters: HashMap<String, Vec<String>>) -> anyhow::Result<Vec<Found>> {
         )
         .map_err(|err| err.into_error("list orca's volume locks"))?;
     Ok(list.into_iter().filter_map(from_summary).collect())
+}
+
+/// [`docker::require_volume`], except that a volume missing because a
+/// restore was interrupted between removing and creating it is exit 13
+/// (finish that restore) rather than "not found".
+pub fn require_volume(volume: &str) -> anyhow::Result<docker::VolumeInfo> {
+    docker::check_volume_name(volume)?;
+    match docker::volume_inspect(volume)? {
+        Some(info) => Ok(info),
+        None => {
+            if let Some(f) = locks_of(volume)?.into_iter().find(|f| {
+                f.labels.get(JOURNAL_LABEL).is_some_and(|j| !j.is_empty())
+                    && Creator::from_labels(&f.labels)
+                        .is_some_and(|c| c.liveness() == Liveness::Gone)
+            }) {
+                let req = LockRequest {
+                    tool: "",
+                    volume,
+                    mode: LockMode::Export,
+                    image: "",
+                    stops: &[],
+                    journal: None,
+                    recovering: false,
+                };
+                return Err(busy(&req, &f));
+            }
+            docker::require_volume(volume)
+        }
+    }
 }
 
 /// The holders of locks on `volume` (for `orca-list` and messages).

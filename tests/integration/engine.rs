@@ -536,8 +536,9 @@ fn what_a_killed_export_leaves_is_cleared_by_the_next_run() {
     vol.fill_sql_like(192 << 20, 9);
     let sql = TestContainer::running_on(&vol.name);
     kill_an_export(&env, &vol.name, &["--stop"]);
-    // The helper pins the volume, the lock stays, SQL Server stays stopped.
-    assert!(!helpers_on(&vol.name).is_empty(), "no helper was left");
+    // The lock stays and SQL Server stays stopped. (The helper pins the
+    // volume until a run clears it: any run does, so a test running in
+    // parallel may have done so already.)
     assert_eq!(sql.state(), "exited");
     // Work on another volume leaves that lock alone (its containers must be
     // started again by the run that clears it).
@@ -547,7 +548,6 @@ fn what_a_killed_export_leaves_is_cleared_by_the_next_run() {
     let stderr = run.stderr.clone();
     run.ok();
     // Any run clears a dead run's helpers (they pin the volume)...
-    assert!(stderr.contains("removing helper container"), "{stderr}");
     assert!(helpers_on(&vol.name).is_empty(), "{stderr}");
     // ...but only a run on that volume clears its lock.
     assert!(

@@ -12,6 +12,7 @@
 mod archives;
 mod catalog;
 mod common;
+mod crash;
 mod engine;
 mod export;
 mod foundation;

@@ -334,7 +334,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let started = Instant::now();
     let created_at = Utc::now();
     let docker_version = docker::server_version().unwrap_or_default();
-    let volume_info = docker::require_volume(&opts.volume)?;
+    let volume_info = volume_lock::require_volume(&opts.volume)?;
     if !opts.overwrite && opts.output.symlink_metadata().is_ok() {
         fail!(
             AlreadyExists,

@@ -124,6 +124,24 @@ pub struct Listed {
     pub has_manifest: bool,
     /// Why a `.json` beside it was ignored.
     pub manifest_warning: Option<String>,
+    /// The backup was taken under another `sa` password than the containers
+    /// on its volume use now (null: cannot tell).
+    pub password_differs: Option<bool>,
+}
+
+/// A restore that was interrupted and waits for --resume or --rollback.
+#[derive(Clone, Debug, Serialize)]
+pub struct Interrupted {
+    /// Its volume.
+    pub volume: String,
+    /// The journal.
+    pub journal: String,
+    /// Where it stopped.
+    pub phase: String,
+    /// The archive it was restoring.
+    pub archive: String,
+    /// When it started.
+    pub started_at: String,
 }
 
 fn listed(b: &Found) -> anyhow::Result<Listed> {
@@ -148,6 +166,7 @@ fn listed(b: &Found) -> anyhow::Result<Listed> {
         verified: v.map(|v| v.verified),
         verified_at: v.map(|v| v.verified_at.clone()),
         failed_checks: v.map(|v| v.failed_checks.clone()).unwrap_or_default(),
+        password_differs: None,
         has_checksum: b
             .sidecars
             .iter()
@@ -248,6 +267,29 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             }
         }
     }
+    password_differs(&mut backups);
+    let interrupted: Vec<Interrupted> = orca_shared::journal::in_dir(&dir)
+        .into_iter()
+        .filter_map(|(path, j)| match j {
+            Ok(j) => Some(Interrupted {
+                volume: j.volume,
+                journal: path.display().to_string(),
+                phase: j.phase.as_str().to_string(),
+                archive: j.archive,
+                started_at: j.started_at,
+            }),
+            Err(e) => {
+                warnings.push(e);
+                None
+            }
+        })
+        .collect();
+    for i in &interrupted {
+        warnings.push(format!(
+            "a restore of volume '{}' was interrupted while {} (journal {}): finish it with `orca-restore --resume --volume {}` or undo it with `orca-restore --rollback --volume {}`",
+            i.volume, i.phase, i.journal, i.volume, i.volume
+        ));
+    }
     for w in &warnings {
         ctx.warn(w);
     }
@@ -267,6 +309,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     rec.set("total_bytes", total);
     rec.set("backups", &listed);
     rec.set("incomplete", &incomplete);
+    rec.set("interrupted_restores", &interrupted);
     rec.set("warnings", &warnings);
     if !failed.is_empty() {
         fail!(
@@ -280,6 +323,56 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Compare each backup's `sa` password fingerprints with the containers on
+/// its volume now (when the engine answers quickly; otherwise unknown).
+fn password_differs(backups: &mut [(&Found, Listed)]) {
+    use orca_shared::sapassword::{Keys, from_env};
+    let wanted = backups.iter().any(|(b, _)| {
+        b.manifest
+            .manifest()
+            .is_some_and(|m| !m.sa_password.is_empty())
+    });
+    if !wanted {
+        return;
+    }
+    // A listing must not wait long on an engine that does not answer.
+    let t = orca_shared::engine::timeouts();
+    orca_shared::engine::configure(orca_shared::engine::Timeouts {
+        request: t.request.min(std::time::Duration::from_secs(5)),
+        ..t
+    });
+    let mut current: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut keys = Keys::default();
+    for (b, entry) in backups.iter_mut() {
+        let Some(m) = b.manifest.manifest().filter(|m| !m.sa_password.is_empty()) else {
+            continue;
+        };
+        if !current.contains_key(&m.volume) {
+            let passwords = orca_shared::docker::containers_using(&m.volume)
+                .map(|cs| {
+                    cs.iter()
+                        .filter_map(|c| {
+                            orca_shared::docker::container_details(&c.id).ok().flatten()
+                        })
+                        .filter_map(|d| from_env(&d.env).map(|(_, pw)| pw))
+                        .collect()
+                })
+                .unwrap_or_default();
+            current.insert(m.volume.clone(), passwords);
+        }
+        let passwords = &current[&m.volume];
+        if passwords.is_empty() {
+            continue;
+        }
+        let matches = passwords.iter().any(|pw| {
+            m.sa_password
+                .iter()
+                .any(|fp| keys.matches(fp, &m.volume, pw) == Some(true))
+        });
+        entry.password_differs = Some(!matches);
+    }
+}
+
 /// The aligned table for `--format table`.
 pub fn table(rows: &[Listed]) -> String {
     let header = [
@@ -291,8 +384,9 @@ pub fn table(rows: &[Listed]) -> String {
         "VERIFIED",
         "TAGS",
         "DESCRIPTION",
+        "NOTES",
     ];
-    let cells: Vec<[String; 8]> = rows
+    let cells: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
             let local = DateTime::parse_from_rfc3339(&r.time_local)
@@ -319,6 +413,11 @@ pub fn table(rows: &[Listed]) -> String {
                     r.tags.join(",")
                 },
                 r.description.clone().unwrap_or_else(|| "-".into()),
+                if r.password_differs == Some(true) {
+                    "password differs".into()
+                } else {
+                    "-".into()
+                },
             ]
         })
         .collect();
