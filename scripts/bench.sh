@@ -3,6 +3,9 @@
 #
 #   export: `docker run ... busybox tar -czf` (today) vs orca-export gzip and zstd
 #   verify: `tar -tzf` vs orca-verify (all checks) on the same archive
+#   restore: `docker run ... sh -c 'rm -rf /volume/* && tar -xzf'` (today) vs
+#           orca-restore (verify, safety copy, compare) and --no-safety-backup,
+#           each into a volume that holds a full copy beforehand
 #   list:   orca-list over 500 backups
 #
 # Methods alternate within each round; medians are reported as ratios to the
@@ -29,6 +32,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/orca-bench.XXXXXX")"
 hex="$(od -An -N5 -tx1 /dev/urandom | tr -d ' \n')"
 vol="orca-bench.apphost-${hex}-sql-data"
 small="orca-bench-small-${hex}"
+rvol="orca-bench-restore-${hex}"
 tiny="orca-bench-tiny-${hex}"
 export ORCA_HOME="$work/home"
 unset ORCA_CONFIG
@@ -36,7 +40,7 @@ mkdir -p "$ORCA_HOME"
 cleanup() {
     set +e
     if [ "${KEEP:-0}" != 1 ]; then
-        docker volume rm -f "$vol" "$small" "$tiny" >/dev/null 2>&1
+        docker volume rm -f "$vol" "$small" "$tiny" "$rvol" >/dev/null 2>&1
     fi
     rm -rf "$work"
 }
@@ -91,6 +95,18 @@ for i in $(seq 1 "$runs"); do
     timed tar_tzf_today tar -tzf "$work/base/base.tar.gz"
 done
 
+say "restore: the target holds a full copy first"
+docker volume create "$rvol" >/dev/null
+docker run --rm --network none -v "$vol:/s:ro" -v "$rvol:/d" orca-test-busybox:1 cp -a /s/. /d/
+for i in $(seq 1 "$runs"); do
+    say "restore round $i/$runs"
+    timed restore_today docker run --rm --network none -v "$rvol:/volume" -v "$work/out:/backup:ro" orca-test-busybox:1 \
+        sh -c 'rm -rf /volume/* && tar -xzf /backup/orca-db-bench.tar.gz -C /volume'
+    timed restore_full "$bin/orca-restore" "$work/out/orca-db-bench.tar.gz" --volume "$rvol"
+    timed restore_nosafety "$bin/orca-restore" "$work/out/orca-db-bench.tar.gz" --volume "$rvol" --no-safety-backup
+    rm -f "$ORCA_HOME"/backups/orca-db-pre-restore-*
+done
+
 say "catalog of 500 backups"
 docker volume create "$tiny" >/dev/null
 c=$(docker create -v "$tiny:/v" orca-test-busybox:1 sh -c 'mkdir -p /v/data && echo x > /v/data/Orca.mdf')
@@ -110,6 +126,7 @@ count=$("$bin/orca-list" | grep -o '"count":[0-9]*' | cut -d: -f2)
 today=$(wall today); g=$(wall gzip); z=$(wall zstd)
 tt=$(wall tar_tzf); v=$(wall verify); vt=$(wall verify_today); ttt=$(wall tar_tzf_today)
 l=$(wall list)
+rt=$(wall restore_today); rf=$(wall restore_full); rn=$(wall restore_nosafety)
 pass() { awk -v x="$1" -v lim="$2" 'BEGIN {print (x <= lim) ? "yes" : "NO"}'; }
 
 cat <<TABLE
@@ -129,6 +146,12 @@ cat <<TABLE
 | orca-verify (all checks) on orca's archive | $(spread verify) | $(ratio "$v" "$tt") | $(rss_mib verify) | $(pass "$(ratio "$v" "$tt")" 0.50) (<= 0.50x, RSS <= 64: $(pass "$(rss_mib verify)" 64)) |
 | \`tar -tzf\` on today's archive | $(spread tar_tzf_today) | 1.00 | $(rss_mib tar_tzf_today) | |
 | orca-verify on today's archive (single gzip member) | $(spread verify_today) | $(ratio "$vt" "$ttt") | $(rss_mib verify_today) | |
+
+| restore (into a volume holding a full copy) | wall (s), median (min-max) | vs today | peak RSS (MiB) | target met |
+|---|---|---|---|---|
+| today: \`docker run busybox sh -c 'rm -rf /volume/* && tar -xzf'\` | $(spread restore_today) | 1.00 | n/a (in the container) | |
+| orca-restore (verify, safety copy, compare) | $(spread restore_full) | $(ratio "$rf" "$rt") | $(rss_mib restore_full) | $(pass "$(ratio "$rf" "$rt")" 1.0) (<= 1.0x, RSS <= 64: $(pass "$(rss_mib restore_full)" 64)) |
+| orca-restore --no-safety-backup | $(spread restore_nosafety) | $(ratio "$rn" "$rt") | $(rss_mib restore_nosafety) | $(pass "$(ratio "$rn" "$rt")" 0.70) (<= 0.70x, RSS <= 64: $(pass "$(rss_mib restore_nosafety)" 64)) |
 
 | catalog | wall (s) | target met |
 |---|---|---|

@@ -54,6 +54,14 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -n "${ORCA_BIN_DIR:-}" ]; then
     bin="$ORCA_BIN_DIR"
 elif [ -f "$repo/Cargo.toml" ] && command -v cargo >/dev/null 2>&1; then
+    # orca-restore carries orca-walk for linux/amd64 and arm64 engines
+    # (bins/orca-restore/build.rs); without these targets it still works, slower.
+    if command -v rustup >/dev/null 2>&1; then
+        for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+            rustup target list --installed 2>/dev/null | grep -qx "$t" \
+                || rustup target add "$t" >/dev/null 2>&1 || true
+        done
+    fi
     # A no-op when the binaries are up to date.
     echo "orca-backup.sh: building the tools (cargo build --release)..." >&2
     if ! (cd "$repo" && cargo build --release --quiet --workspace --bins); then

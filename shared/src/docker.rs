@@ -331,6 +331,13 @@ pub fn server_version() -> anyhow::Result<String> {
     Ok(connected()?.server_version().to_string())
 }
 
+/// The engine's OS and architecture as Go names them ("linux", "amd64").
+pub fn server_platform() -> anyhow::Result<(String, String)> {
+    let e = connected()?;
+    let (os, arch) = e.server_platform();
+    Ok((os.to_string(), arch.to_string()))
+}
+
 /// Whether a local image exists (never pulls).
 pub fn image_exists(image: &str) -> anyhow::Result<bool> {
     let e = connected()?;
@@ -493,6 +500,26 @@ impl HelperContainer {
             ..Default::default()
         };
         Self::create_with(tool, image, volume, true, body)
+    }
+
+    /// Create a container that runs `argv` (no shell) as root, with `volume`
+    /// mounted at [`MOUNT_PATH`], read-only unless `writable`; copy the
+    /// program in with an archive upload, then start it with
+    /// [`HelperContainer::run`].
+    pub fn create_command(
+        tool: &str,
+        image: &str,
+        volume: &str,
+        writable: bool,
+        argv: &[&str],
+    ) -> anyhow::Result<HelperContainer> {
+        let body = ContainerCreateBody {
+            entrypoint: Some(argv.iter().map(|a| a.to_string()).collect()),
+            cmd: Some(Vec::new()),
+            user: Some("0:0".into()),
+            ..Default::default()
+        };
+        Self::create_with(tool, image, volume, writable, body)
     }
 
     fn create_with(

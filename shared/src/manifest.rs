@@ -87,7 +87,7 @@ pub struct Manifest {
     pub compression: String,
     /// The compression level.
     #[serde(default)]
-    pub compression_level: u64,
+    pub compression_level: i64,
     /// Archive size.
     pub size_bytes: u64,
     /// Archive SHA-256.

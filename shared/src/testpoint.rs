@@ -1,8 +1,9 @@
 //! Named points where tests stop a tool to kill or interrupt it: with
 //! `ORCA_TEST_PAUSE_AT=<name>` the tool says `orca-test: paused at <name>` on
 //! stderr and waits there (until killed, or until an interrupt arrives, which
-//! it then handles as the step in progress would). For tests only; without
-//! the variable a point costs one environment lookup.
+//! it then handles as the step in progress would, or until the file named by
+//! `ORCA_TEST_CONTINUE_FILE` appears, which it removes and goes on). For
+//! tests only; without the variable a point costs one environment lookup.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -23,7 +24,13 @@ pub fn point(name: &str) {
         return;
     }
     eprintln!("orca-test: paused at {name}");
+    let go_on = std::env::var_os("ORCA_TEST_CONTINUE_FILE").map(std::path::PathBuf::from);
     while !crate::interrupt::interrupted() {
+        if let Some(f) = &go_on
+            && std::fs::remove_file(f).is_ok()
+        {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

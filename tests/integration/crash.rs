@@ -96,6 +96,11 @@ fn paused_at(
     if let Some(p) = proxy {
         c.env("DOCKER_HOST", p.host());
     }
+    spawn_paused(c, point)
+}
+
+/// Spawn `c` (with ORCA_TEST_PAUSE_AT=`point`) and wait until it pauses there.
+fn spawn_paused(mut c: Command, point: &str) -> (Child, mpsc::Receiver<String>) {
     let mut child = c.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -386,4 +391,46 @@ fn a_backup_taken_under_another_sa_password_is_warned_about() {
     );
     let list = env.run("orca-list", &["--format", "table"]);
     assert!(list.stdout.contains("password differs"), "{}", list.stdout);
+}
+
+/// Something changes the volume between the extraction and the comparison:
+/// the comparison sees it (through orca-walk in a helper container, and
+/// through the archive API) and the restore rolls back.
+fn tampered_while_comparing(via_archive: bool) {
+    let scene = Scene::new(false);
+    let go = scene.env.backups().with_file_name("continue");
+    let mut c = scene.restore_cmd("comparing");
+    c.env("ORCA_TEST_CONTINUE_FILE", &go);
+    if via_archive {
+        c.env("ORCA_READ_BACK_VIA_ARCHIVE", "1");
+    }
+    let (mut child, rx) = spawn_paused(c, "comparing");
+    scene.vol.sh("echo tampered > /v/marker.mdf");
+    std::fs::write(&go, b"").unwrap();
+    let status = child.wait().unwrap();
+    let stderr: Vec<String> = rx.try_iter().collect();
+    let stderr = stderr.join("\n");
+    assert_eq!(status.code(), Some(10), "{stderr}");
+    assert!(
+        stderr.contains("does not match the archive") && stderr.contains("marker.mdf differs"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("reading it through the archive API instead"),
+        "{stderr}"
+    );
+    assert_eq!(scene.whole(), "old", "{stderr}");
+    assert!(helpers_on(&scene.vol.name).is_empty());
+}
+
+#[test]
+fn a_change_during_the_comparison_is_caught_in_a_helper_container() {
+    need_docker!();
+    tampered_while_comparing(false);
+}
+
+#[test]
+fn a_change_during_the_comparison_is_caught_through_the_archive_api() {
+    need_docker!();
+    tampered_while_comparing(true);
 }

@@ -100,8 +100,9 @@ pub struct ExportOptions {
     pub output: PathBuf,
     /// Compression.
     pub compression: Compression,
-    /// Level (validated for the compression).
-    pub level: u32,
+    /// Level (validated for the compression; zstd's fast levels are
+    /// negative, as `zstd --fast=N` is level -N).
+    pub level: i32,
     /// Whether replacing an existing archive is allowed.
     pub overwrite: bool,
     /// Stop containers using the volume during the copy.
@@ -222,7 +223,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         volume,
         output,
         compression,
-        level: level as u32,
+        level: level as i32,
         overwrite,
         stop: cli.stop || ctx.record.bool("stop")?.unwrap_or(false),
         allow_autoremove: cli.allow_autoremove,
@@ -446,7 +447,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         description: opts.description.clone(),
         tags: opts.tags.clone(),
         compression: opts.compression.as_str().to_string(),
-        compression_level: u64::from(opts.level),
+        compression_level: i64::from(opts.level),
         size_bytes: streamed.size,
         sha256: streamed.sha256.clone(),
         uncompressed_bytes: streamed.summary.tar_bytes,
@@ -560,14 +561,13 @@ enum Encoder {
 }
 
 impl Encoder {
-    fn new(compression: Compression, level: u32, file: File) -> io::Result<Encoder> {
+    fn new(compression: Compression, level: i32, file: File) -> io::Result<Encoder> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let sink = HashingWriter::new(file);
         Ok(match compression {
-            Compression::Gzip => Encoder::Gzip(ParGz::new(sink, level, threads)?),
+            Compression::Gzip => Encoder::Gzip(ParGz::new(sink, level.max(1) as u32, threads)?),
             Compression::Zstd => {
-                let mut enc =
-                    zstd::stream::write::Encoder::new(ThreadedWriter::new(sink)?, level as i32)?;
+                let mut enc = zstd::stream::write::Encoder::new(ThreadedWriter::new(sink)?, level)?;
                 enc.multithread(threads as u32)?;
                 enc.include_checksum(true)?;
                 // zstd's default job (4x the window) keeps ~80 MiB in flight with
@@ -601,7 +601,7 @@ pub fn stream_to(
     helper: &HelperContainer,
     file: File,
     compression: Compression,
-    level: u32,
+    level: i32,
     shown: &Progress,
 ) -> anyhow::Result<Streamed> {
     let mut source = ArchiveReader::open(

@@ -219,8 +219,220 @@ fn apply_root(helper: &HelperContainer, root: &Node, mode: Mode) -> anyhow::Resu
         .context("cannot set the owner and mode of the volume root")
 }
 
-/// Read the volume back as a tree.
-pub fn read_back(tool: &str, volume: &str, image: &str, mode: Mode) -> anyhow::Result<Tree> {
+/// Read the volume back as a tree: with orca-walk inside a helper container
+/// when this build carries it for the engine's architecture (it reads the
+/// files where they are), else, or when that fails, through the archive API.
+/// `point` names the test point reached as the reading starts.
+pub fn read_back(
+    tool: &str,
+    volume: &str,
+    image: &str,
+    mode: Mode,
+    point: Option<&str>,
+) -> anyhow::Result<Tree> {
+    if std::env::var_os("ORCA_READ_BACK_VIA_ARCHIVE").is_none() {
+        match walk_back(tool, volume, image, mode, point) {
+            Ok(Some(tree)) => return Ok(tree),
+            Ok(None) => {}
+            Err(e) => {
+                if mode == Mode::Interruptible {
+                    orca_shared::interrupt::check()?;
+                }
+                eprintln!(
+                    "{tool}: note: reading volume '{volume}' back in a helper container failed ({}); reading it through the archive API instead",
+                    orca_shared::exit::one_line(&format!("{e:#}"))
+                );
+            }
+        }
+    }
+    read_back_archive(tool, volume, image, mode, point)
+}
+
+/// orca-walk for an engine architecture ("amd64", "arm64"; empty when this
+/// build does not carry it).
+pub fn walker_for(arch: &str) -> &'static [u8] {
+    match arch {
+        "amd64" => include_bytes!(concat!(env!("OUT_DIR"), "/orca-walk-amd64")),
+        "arm64" => include_bytes!(concat!(env!("OUT_DIR"), "/orca-walk-arm64")),
+        _ => &[],
+    }
+}
+
+const WALKER_PATH: &str = "/.orca-walk";
+const LISTING_PATH: &str = "/.orca-walk.out";
+
+/// The volume as orca-walk lists it from inside a helper container, or None
+/// when there is no orca-walk for this engine.
+fn walk_back(
+    tool: &str,
+    volume: &str,
+    image: &str,
+    mode: Mode,
+    point: Option<&str>,
+) -> anyhow::Result<Option<Tree>> {
+    let (os, arch) = docker::server_platform()?;
+    let program = walker_for(&arch);
+    if os != "linux" || program.is_empty() {
+        return Ok(None);
+    }
+    let helper = HelperContainer::create_command(
+        tool,
+        image,
+        volume,
+        false,
+        &[WALKER_PATH, docker::MOUNT_PATH, LISTING_PATH],
+    )?;
+    // The program goes into the container's own filesystem, not the volume.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(program.len() as u64);
+    h.set_mtime(0);
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_data(&mut h, &WALKER_PATH[1..], program)
+        .map_err(|e| err!(Failure, "tar: {e}"))?;
+    let bytes = b.into_inner().map_err(|e| err!(Failure, "tar: {e}"))?;
+    let mut sink = ArchiveWriter::open(helper.id(), "/", mode)?;
+    use std::io::Write;
+    sink.write_all(&bytes)
+        .context("cannot copy orca-walk into the helper container")?;
+    sink.finish()
+        .context("cannot copy orca-walk into the helper container")?;
+    if let Some(point) = point {
+        orca_shared::testpoint::point(point);
+    }
+    let (code, output) = match helper.run() {
+        Ok(r) => r,
+        Err(RunError::NotStarted(e) | RunError::Started(e)) => return Err(e),
+    };
+    if code != 0 {
+        fail!(
+            Failure,
+            "orca-walk exited with {code}: {}",
+            orca_shared::exit::one_line(&output)
+        );
+    }
+    let mut stream = ArchiveReader::open(helper.id(), LISTING_PATH, mode)?;
+    let mut tar_bytes = Vec::new();
+    loop {
+        match stream.next_chunk() {
+            Ok(Some(c)) => tar_bytes.extend_from_slice(&c),
+            Ok(None) => break,
+            Err(e) => {
+                return Err(engine::engine_error_of(&e).unwrap_or_else(|| e.into()))
+                    .context("cannot read orca-walk's listing");
+            }
+        }
+    }
+    drop(stream);
+    let mut listing = Vec::new();
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    let mut entries = archive
+        .entries()
+        .map_err(|e| err!(Failure, "orca-walk's listing: {e}"))?;
+    match entries.next() {
+        Some(Ok(mut entry)) => {
+            use std::io::Read;
+            entry
+                .read_to_end(&mut listing)
+                .map_err(|e| err!(Failure, "orca-walk's listing: {e}"))?;
+        }
+        _ => fail!(Failure, "orca-walk left no listing"),
+    }
+    let tree = parse_listing(&listing).map_err(|e| err!(Failure, "orca-walk's listing: {e}"))?;
+    if let Err(e) = helper.remove() {
+        eprintln!("{tool}: warning: {e:#}");
+    }
+    Ok(Some(tree))
+}
+
+/// The tree orca-walk's listing describes (see helper/walker).
+pub fn parse_listing(text: &[u8]) -> Result<Tree, String> {
+    let text = std::str::from_utf8(text).map_err(|_| "not UTF-8".to_string())?;
+    let mut tree = Tree::default();
+    let mut groups: std::collections::BTreeMap<&str, std::collections::BTreeSet<Vec<u8>>> =
+        Default::default();
+    let mut ended = None;
+    for (i, line) in text.lines().enumerate() {
+        if ended.is_some() {
+            return Err(format!("line {}: after the end", i + 1));
+        }
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() == 2 && f[0] == "end" {
+            ended = Some(
+                f[1].parse::<usize>()
+                    .map_err(|_| format!("line {}: bad count", i + 1))?,
+            );
+            continue;
+        }
+        let bad = || format!("line {}: {line:?}", i + 1);
+        let [kind, mode, uid, gid, size, mtime, hash, link, group, path] = f[..] else {
+            return Err(bad());
+        };
+        let kind = match kind {
+            "file" => "file",
+            "dir" => "dir",
+            "symlink" => "symlink",
+            "fifo" => "fifo",
+            "char" => "char",
+            "block" => "block",
+            "other" => "other",
+            _ => return Err(bad()),
+        };
+        let path = unhex(path).ok_or_else(bad)?;
+        let node = Node {
+            kind,
+            size: size.parse().map_err(|_| bad())?,
+            mode: u32::from_str_radix(mode, 8).map_err(|_| bad())?,
+            uid: uid.parse().map_err(|_| bad())?,
+            gid: gid.parse().map_err(|_| bad())?,
+            link: if link == "-" {
+                Vec::new()
+            } else {
+                unhex(link).ok_or_else(bad)?
+            },
+            hash: u128::from_str_radix(hash, 16).map_err(|_| bad())?,
+            mtime: mtime.parse().map_err(|_| bad())?,
+        };
+        if group != "-" {
+            groups.entry(group).or_default().insert(path.clone());
+        }
+        tree.nodes.insert(path, node);
+    }
+    match ended {
+        Some(n) if n == tree.nodes.len() => {}
+        Some(n) => {
+            return Err(format!(
+                "{} entries, the end line says {n}",
+                tree.nodes.len()
+            ));
+        }
+        None => return Err("cut short (no end line)".into()),
+    }
+    tree.groups = groups.into_values().collect();
+    Ok(tree)
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Read the volume back through the archive API (the engine streams it as a tar).
+fn read_back_archive(
+    tool: &str,
+    volume: &str,
+    image: &str,
+    mode: Mode,
+    point: Option<&str>,
+) -> anyhow::Result<Tree> {
     let helper = HelperContainer::create(tool, image, volume, false)?;
     let mut stream = ArchiveReader::open(helper.id(), &format!("{}/.", docker::MOUNT_PATH), mode)?;
     let mut scanner = Scanner::new(TreeBuilder::default());
@@ -238,8 +450,11 @@ pub fn read_back(tool: &str, volume: &str, image: &str, mode: Mode) -> anyhow::R
             stream.abort();
             fail!(Failure, "reading volume '{volume}' back failed: {e}");
         }
-        if read < 1 << 20 && read + chunk.len() as u64 >= 1 << 20 {
-            orca_shared::testpoint::point("comparing");
+        if read < 1 << 20
+            && read + chunk.len() as u64 >= 1 << 20
+            && let Some(point) = point
+        {
+            orca_shared::testpoint::point(point);
         }
         read += chunk.len() as u64;
     }

@@ -302,6 +302,7 @@ pub struct Engine {
     docker: Docker,
     endpoint: Endpoint,
     server_version: String,
+    server_platform: (String, String),
     api_version: String,
 }
 
@@ -394,6 +395,7 @@ impl Engine {
             docker,
             endpoint,
             server_version: String::new(),
+            server_platform: (String::new(), String::new()),
             api_version: String::new(),
         };
         let limit = timeouts().request;
@@ -420,6 +422,7 @@ impl Engine {
             .call(limit, Mode::Interruptible, docker.version())
             .map_err(|e| e.into_error("tell its version"))?;
         engine.server_version = info.version.unwrap_or_default();
+        engine.server_platform = (info.os.unwrap_or_default(), info.arch.unwrap_or_default());
         Ok(engine)
     }
 
@@ -431,6 +434,11 @@ impl Engine {
     /// The engine's version ("28.2.2").
     pub fn server_version(&self) -> &str {
         &self.server_version
+    }
+
+    /// The engine's OS and architecture as Go names them ("linux", "amd64").
+    pub fn server_platform(&self) -> (&str, &str) {
+        (&self.server_platform.0, &self.server_platform.1)
     }
 
     /// The negotiated API version ("1.41").
