@@ -8,6 +8,7 @@
 pub mod app;
 pub mod catalog;
 pub mod config;
+pub mod contenthash;
 pub mod creator;
 pub mod discover;
 pub mod docker;

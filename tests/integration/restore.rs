@@ -574,3 +574,48 @@ fn when_the_rollback_fails_too_the_safety_backup_is_named_and_kept() {
     assert!(!Path::new(&journal).exists());
     assert!(helpers_on(&vol.name).is_empty());
 }
+
+/// The engine's disk fills during the extraction (a tmpfs volume of 1 MiB,
+/// an archive of 3 MiB): the restore says so and rolls back.
+#[test]
+fn a_full_engine_disk_is_reported_and_rolled_back() {
+    need_docker!();
+    let env = Env::new();
+    env.config(&format!(
+        r#"{{"min_size_warning_mb": 0, "helper_image": "{}"}}"#,
+        busybox_image()
+    ));
+    let src = TestVolume::named(&unique("orca-test-big"));
+    src.fill_sql_like(3 << 20, 51);
+    let archive = export(&env, &src.name, "orca-db-big.tar.gz");
+    let name = unique("orca-test-tiny");
+    let label = "org.orca-backup.test=true";
+    docker_ok(&[
+        "volume",
+        "create",
+        "--label",
+        label,
+        "--driver",
+        "local",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "--opt",
+        "o=size=1m",
+        &name,
+    ]);
+    let vol = TestVolume { name };
+    vol.sh("echo old > /v/old.mdf");
+    let before = listing::of_volume(&vol.name);
+    let run = restore(&env, &[archive.to_str().unwrap(), "--volume", &vol.name]);
+    let msg = run.message();
+    let rec = run.fails_with(10);
+    assert!(
+        msg.contains("no space left on device") && msg.contains("the engine's disk is full"),
+        "{msg}"
+    );
+    assert_eq!(rec["rolled_back"], true);
+    assert!(listing::diff(&before, &listing::of_volume(&vol.name)).is_empty());
+    assert!(helpers_on(&vol.name).is_empty());
+}

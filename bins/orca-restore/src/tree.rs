@@ -2,18 +2,19 @@
 //! archive with the volume restored from it.
 //!
 //! Per path: type, size, permission bits, owner, symlink target, a 128-bit
-//! XXH3 hash of file content and file mtime; plus which paths are hard links
-//! of each other. XXH3 rather than SHA-256: both trees are computed here from
-//! data orca streams itself (nothing to forge), and it is ten times cheaper,
-//! which a restore of a large database feels.
+//! XXH3 hash of file content ([`ContentHasher`]: holes cost nothing) and file
+//! mtime; plus which paths are hard links of each other. XXH3 rather than
+//! SHA-256: both trees are computed by orca from data it reads itself
+//! (nothing to forge), and it is ten times cheaper, which a restore of a
+//! large database feels.
 //! Hard links are compared as groups because tar writers choose different
 //! members to carry the data. Directory mtimes are not compared: extracting
 //! into a directory changes them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use orca_shared::contenthash::ContentHasher;
 use orca_shared::tarscan::{self, Entry, EntryType, Visitor};
-use xxhash_rust::xxh3::Xxh3;
 
 /// What is compared for one path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,7 +133,7 @@ fn describe(w: &Node, g: &Node) -> String {
 pub struct TreeBuilder {
     nodes: BTreeMap<Vec<u8>, Node>,
     hardlinks: Vec<(Vec<u8>, Vec<u8>)>,
-    current: Option<(Vec<u8>, Xxh3)>,
+    current: Option<(Vec<u8>, ContentHasher)>,
 }
 
 impl std::fmt::Debug for TreeBuilder {
@@ -198,7 +199,7 @@ impl Visitor for TreeBuilder {
                 mtime: e.mtime,
             },
         );
-        self.current = is_file.then(|| (path, Xxh3::new()));
+        self.current = is_file.then(|| (path, ContentHasher::new()));
         Ok(())
     }
 
@@ -208,15 +209,10 @@ impl Visitor for TreeBuilder {
         }
     }
 
-    fn hole(&mut self, mut len: u64) {
+    fn hole(&mut self, len: u64) {
         // A sparse file's hole is zeros in the extracted file.
-        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         if let Some((_, h)) = self.current.as_mut() {
-            while len > 0 {
-                let n = len.min(ZEROS.len() as u64) as usize;
-                h.update(&ZEROS[..n]);
-                len -= n as u64;
-            }
+            h.zeros(len);
         }
     }
 
@@ -224,7 +220,7 @@ impl Visitor for TreeBuilder {
         if let Some((path, h)) = self.current.take()
             && let Some(node) = self.nodes.get_mut(&path)
         {
-            node.hash = h.digest128();
+            node.hash = h.finish();
         }
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! KIND is file, dir, symlink, fifo, char, block or other; MODE the
 //! permission bits in octal; SIZE the content size of files (0 otherwise);
-//! MTIME whole seconds; HASH the 128-bit XXH3 of file content in hex (0
-//! otherwise); LINK the symlink target in hex (`-` for none); GROUP `dev:ino`
+//! MTIME whole seconds; HASH the content hash of files in hex
+//! (shared/src/contenthash.rs, compiled in here too; holes are skipped with
+//! SEEK_DATA/SEEK_HOLE, not read; 0 for other types); LINK the symlink target in hex (`-` for none); GROUP `dev:ino`
 //! for a file with more than one link (`-` otherwise); PATH in hex, relative
 //! to ROOT (`.` is ROOT itself, `2e`). The last line is `end COUNT`: a listing
 //! without it was cut short. Sockets are left out, as Docker's archives leave
@@ -40,14 +41,19 @@ fn main() {
 }
 
 #[cfg(target_os = "linux")]
+#[path = "../../../shared/src/contenthash.rs"]
+#[allow(dead_code)]
+mod contenthash;
+
+#[cfg(target_os = "linux")]
 mod walk {
     use std::fs::{self, File};
-    use std::io::{self, BufWriter, Read, Write};
+    use std::io::{self, BufWriter, Write};
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     use std::path::Path;
 
-    use xxhash_rust::xxh3::Xxh3;
+    use crate::contenthash::ContentHasher;
 
     pub fn run(root: &Path, out: &Path) -> io::Result<()> {
         let mut w = BufWriter::with_capacity(1 << 16, File::create(out)?);
@@ -81,20 +87,8 @@ mod walk {
                 "other"
             };
             let (size, hash) = if ft.is_file() {
-                let mut f = File::open(&full).map_err(|e| at(&full, e))?;
-                let mut h = Xxh3::new();
-                let mut size = 0u64;
-                loop {
-                    let n = match f.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(at(&full, e)),
-                    };
-                    h.update(&buf[..n]);
-                    size += n as u64;
-                }
-                (size, h.digest128())
+                let f = File::open(&full).map_err(|e| at(&full, e))?;
+                hash_file(&f, meta.len(), &mut buf).map_err(|e| at(&full, e))?
             } else {
                 (0, 0)
             };
@@ -141,6 +135,75 @@ mod walk {
         }
         writeln!(w, "end {count}")?;
         w.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
+
+    /// Size and content hash of `f` (`len` bytes when opened): its data
+    /// extents read, its holes counted (SEEK_DATA/SEEK_HOLE; plain reading
+    /// where the filesystem does not support them).
+    fn hash_file(f: &File, len: u64, buf: &mut [u8]) -> io::Result<(u64, u128)> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::FileExt;
+        let fd = f.as_raw_fd();
+        let mut h = ContentHasher::new();
+        let mut off = 0u64;
+        let seek = |whence: libc::c_int, at: u64| -> io::Result<Option<u64>> {
+            let Ok(at) = libc::off_t::try_from(at) else {
+                return Ok(None);
+            };
+            // SAFETY: lseek on a descriptor we own; no memory is involved.
+            #[allow(unsafe_code)]
+            let r = unsafe { libc::lseek(fd, at, whence) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::ENXIO) => Ok(None), // no data after `at`
+                    _ => Err(e),
+                };
+            }
+            Ok(Some(r as u64))
+        };
+        let sparse_aware = seek(libc::SEEK_DATA, 0).is_ok();
+        while off < len {
+            let (data, end) = if sparse_aware {
+                match seek(libc::SEEK_DATA, off)? {
+                    None => (len, len),
+                    Some(d) => (
+                        d.min(len),
+                        seek(libc::SEEK_HOLE, d)?.unwrap_or(len).min(len),
+                    ),
+                }
+            } else {
+                (off, len)
+            };
+            h.zeros(data - off);
+            off = data;
+            while off < end {
+                let want = ((end - off) as usize).min(buf.len());
+                let n = match f.read_at(&mut buf[..want], off) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                h.update(&buf[..n]);
+                off += n as u64;
+            }
+            if off < end {
+                break; // shorter than it said: the size tells
+            }
+        }
+        // Grown meanwhile: what is there now counts.
+        loop {
+            let n = match f.read_at(buf, off) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            h.update(&buf[..n]);
+            off += n as u64;
+        }
+        Ok((off, h.finish()))
     }
 
     fn at(path: &Path, e: io::Error) -> io::Error {

@@ -122,6 +122,15 @@ impl EngineError {
         match self {
             EngineError::Api { status, message } => {
                 let message = crate::exit::one_line(&message);
+                if message.to_ascii_lowercase().contains("no space left on device") {
+                    return OrcaError::new(
+                        ErrorKind::NoSpace,
+                        format!(
+                            "Docker could not {what}: {message} (HTTP {status}): the engine's disk is full; free space there (`docker system df` shows what uses it; on Docker Desktop, raise the disk image size in Settings > Resources)"
+                        ),
+                    )
+                    .into();
+                }
                 OrcaError::new(
                     ErrorKind::Failure,
                     format!("Docker could not {what}: {message} (HTTP {status})"),
