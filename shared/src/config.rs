@@ -43,6 +43,21 @@ impl Default for Retention {
     }
 }
 
+/// Encryption settings (`encryption.*`): public recipients to encrypt to, and
+/// where the identity to decrypt with lives. Never a secret itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Encryption {
+    /// age recipients (`age1...`) or SSH public keys (`ssh-ed25519 ...`, `ssh-rsa ...`).
+    pub recipients: Vec<String>,
+    /// A file of recipients, one per line (`#` comments), as `age -R` reads.
+    pub recipients_file: Option<String>,
+    /// An age identity file or SSH private key to decrypt with.
+    pub identity_file: Option<String>,
+    /// Encrypt every export to the recipients without `--encrypt`.
+    pub always: bool,
+}
+
 /// Every setting, with its default.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
@@ -73,6 +88,8 @@ pub struct Config {
     /// How long one Docker request may take (and the longest silence in a stream).
     #[serde(deserialize_with = "non_negative")]
     pub engine_timeout_seconds: u64,
+    /// Encryption (age).
+    pub encryption: Encryption,
 }
 
 impl Default for Config {
@@ -89,6 +106,7 @@ impl Default for Config {
             stop_timeout_seconds: 30,
             helper_image: None,
             engine_timeout_seconds: 60,
+            encryption: Encryption::default(),
         }
     }
 }
@@ -106,8 +124,11 @@ const KNOWN_KEYS: &[&str] = &[
     "stop_timeout_seconds",
     "helper_image",
     "engine_timeout_seconds",
+    "encryption",
 ];
 const KNOWN_RETENTION_KEYS: &[&str] = &["max_count", "max_age_days", "keep_named"];
+const KNOWN_ENCRYPTION_KEYS: &[&str] =
+    &["recipients", "recipients_file", "identity_file", "always"];
 
 /// The loaded configuration and where it came from.
 #[derive(Clone, Debug)]
@@ -188,13 +209,18 @@ impl Config {
                 ));
             }
         }
-        if let Some(Value::Object(ret)) = map.get("retention") {
-            for key in ret.keys() {
-                if !KNOWN_RETENTION_KEYS.contains(&key.as_str()) {
-                    warnings.push(format!(
-                        "config {file}: line {}: unknown key 'retention.{key}' ignored",
-                        line_of(text, &["retention", key])
-                    ));
+        for (section, known) in [
+            ("retention", KNOWN_RETENTION_KEYS),
+            ("encryption", KNOWN_ENCRYPTION_KEYS),
+        ] {
+            if let Some(Value::Object(inner)) = map.get(section) {
+                for key in inner.keys() {
+                    if !known.contains(&key.as_str()) {
+                        warnings.push(format!(
+                            "config {file}: line {}: unknown key '{section}.{key}' ignored",
+                            line_of(text, &[section, key])
+                        ));
+                    }
                 }
             }
         }

@@ -36,6 +36,8 @@ pub enum ErrorKind {
     VolumeBusy,
     /// A restore stopped half-way; its journal is kept for --resume/--rollback.
     RestoreInterrupted,
+    /// An encrypted archive and no identity (or passphrase) that opens it.
+    DecryptionFailed,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
 }
@@ -111,6 +113,12 @@ pub const TABLE: &[(ErrorKind, u8, &str, &str)] = &[
         "a restore was interrupted; finish it with orca-restore --resume or --rollback",
     ),
     (
+        ErrorKind::DecryptionFailed,
+        14,
+        "decryption_failed",
+        "encrypted archive: no identity or passphrase given, or none that opens it",
+    ),
+    (
         ErrorKind::Interrupted,
         130,
         "interrupted",
@@ -135,6 +143,7 @@ EXIT STATUS:
     11   restore failed and the rollback failed too; the safety backup is kept
     12   another orca process is exporting or restoring the volume
     13   a restore was interrupted; finish it with orca-restore --resume or --rollback
+    14   encrypted archive: no identity or passphrase given, or none that opens it
     130  interrupted (Ctrl-C, SIGTERM)
 Any other non-zero code also means failure. The JSON record on stdout carries
 the same code in error.exit_code and a stable name in error.code.";

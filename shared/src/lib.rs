@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod config;
 pub mod contenthash;
 pub mod creator;
+pub mod crypt;
 pub mod discover;
 pub mod docker;
 pub mod engine;

@@ -131,12 +131,19 @@ pub struct BackupFileName {
     pub compression: Compression,
     /// The local time in a timestamped name.
     pub timestamp: Option<NaiveDateTime>,
+    /// Ends in `.age`: encrypted.
+    pub encrypted: bool,
 }
 
 impl BackupFileName {
-    /// Recognize `orca-db-<stem>.tar.gz|.tar.zst|.tar`; anything else is not a backup.
+    /// Recognize `orca-db-<stem>.tar.gz|.tar.zst|.tar`, each also with `.age`
+    /// after it (encrypted); anything else is not a backup.
     pub fn parse(file_name: &str) -> Option<BackupFileName> {
         let rest = file_name.strip_prefix(PREFIX)?;
+        let (rest, encrypted) = match rest.strip_suffix(crate::crypt::SUFFIX) {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
         let compression = Compression::from_file_name(rest)?;
         let stem = &rest[..rest.len() - compression.extension().len()];
         if stem.is_empty() {
@@ -146,6 +153,7 @@ impl BackupFileName {
             stem: stem.to_string(),
             compression,
             timestamp: parse_timestamp(stem),
+            encrypted,
         })
     }
 
@@ -222,6 +230,13 @@ pub fn sanitize(raw: &str, compression: Compression) -> anyhow::Result<CustomNam
         );
     }
     let mut name = trimmed.to_string();
+    if let Some(stripped) = name.strip_suffix(crate::crypt::SUFFIX) {
+        changes.push(format!(
+            "dropped the extension '{}' (encryption adds it)",
+            crate::crypt::SUFFIX
+        ));
+        name = stripped.to_string();
+    }
     for ext in [".tar.gz", ".tgz", ".tar.zst", ".tar"] {
         if let Some(stripped) = name.strip_suffix(ext) {
             changes.push(format!(
@@ -242,7 +257,11 @@ pub fn sanitize(raw: &str, compression: Compression) -> anyhow::Result<CustomNam
         changes.push("replaced characters not allowed in file names with '-'".into());
     }
     let mut safe = replaced;
-    let budget = MAX_NAME_BYTES - PREFIX.len() - compression.extension().len() - NAMED_MARKER.len();
+    let budget = MAX_NAME_BYTES
+        - PREFIX.len()
+        - compression.extension().len()
+        - crate::crypt::SUFFIX.len()
+        - NAMED_MARKER.len();
     if safe.len() > budget {
         let mut cut = budget;
         while !safe.is_char_boundary(cut) {

@@ -1,0 +1,621 @@
+//! age encryption (age-encryption.org/v1, through the `age` crate): who an
+//! archive is encrypted to, and what can open it.
+//!
+//! Recipients are public: age X25519 keys (`age1...`) and SSH public keys
+//! (`ssh-ed25519 ...`, `ssh-rsa ...`), from `--recipient`, `--recipients-file`
+//! or the config (`encryption.recipients`, `encryption.recipients_file`); or a
+//! passphrase (scrypt), read from the file named by `ORCA_PASSPHRASE_FILE`,
+//! else asked on the terminal, never from the command line or the record.
+//! Identities are secret: age identity files (`AGE-SECRET-KEY-1...` lines, as
+//! `age-keygen` and `orca-keygen` write them) and unencrypted SSH private
+//! keys, from `--identity`, `ORCA_IDENTITY` or `encryption.identity_file`.
+
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::secrecy::SecretString;
+
+use crate::config;
+use crate::exit::ErrorKind;
+
+/// The first bytes of a binary age file.
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+/// The first line of an armored (`age -a`) file.
+pub const ARMOR_BEGIN: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
+/// The file name suffix of encrypted archives (`orca-db-x.tar.gz.age`).
+pub const SUFFIX: &str = ".age";
+/// The environment variable naming a file that holds the passphrase.
+pub const PASSPHRASE_FILE_ENV: &str = "ORCA_PASSPHRASE_FILE";
+/// The environment variable naming an identity file (or holding a key).
+pub const IDENTITY_ENV: &str = "ORCA_IDENTITY";
+
+/// Whether `head` (the first bytes of a file) is an age file, and armored.
+pub fn detect(head: &[u8]) -> Option<bool> {
+    if head.starts_with(AGE_MAGIC) {
+        return Some(false);
+    }
+    let trimmed = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&[][..], |i| &head[i..]);
+    trimmed.starts_with(ARMOR_BEGIN).then_some(true)
+}
+
+type BoxedRecipient = Box<dyn age::Recipient + Send + Sync>;
+type BoxedIdentity = Box<dyn age::Identity + Send + Sync>;
+
+/// Who an export is encrypted to.
+pub struct Recipients {
+    list: Vec<BoxedRecipient>,
+    public: Vec<String>,
+    passphrase: Option<SecretString>,
+}
+
+impl std::fmt::Debug for Recipients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipients")
+            .field("public", &self.public)
+            .field("passphrase", &self.passphrase.is_some())
+            .finish()
+    }
+}
+
+impl Recipients {
+    /// The public keys (for the manifest); empty for a passphrase.
+    pub fn public(&self) -> &[String] {
+        &self.public
+    }
+
+    /// Encrypted with a passphrase rather than to keys.
+    pub fn is_passphrase(&self) -> bool {
+        self.passphrase.is_some()
+    }
+
+    /// Encrypted to a passphrase.
+    pub fn passphrase(passphrase: SecretString) -> Recipients {
+        Recipients {
+            list: Vec::new(),
+            public: Vec::new(),
+            passphrase: Some(passphrase),
+        }
+    }
+
+    /// Start an age stream into `w`: the header is written at once, so the
+    /// first bytes `w` sees are already the age header.
+    pub fn wrap<W: Write>(&self, w: W) -> io::Result<age::stream::StreamWriter<W>> {
+        let encryptor = match &self.passphrase {
+            Some(p) => age::Encryptor::with_user_passphrase(p.clone()),
+            None => age::Encryptor::with_recipients(
+                self.list.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+            )
+            .map_err(|e| io::Error::other(format!("age: {e}")))?,
+        };
+        encryptor.wrap_output(w)
+    }
+}
+
+/// Parse one recipient: `age1...`, `ssh-ed25519 AAAA...`, `ssh-rsa AAAA...`.
+pub fn parse_recipient(text: &str) -> anyhow::Result<(BoxedRecipient, String)> {
+    let t = text.trim();
+    if t.starts_with("age1") {
+        return match age::x25519::Recipient::from_str(t) {
+            Ok(r) => {
+                let shown = r.to_string();
+                Ok((Box::new(r), shown))
+            }
+            Err(e) => crate::fail!(
+                Usage,
+                "recipient {t:?} is not a valid age public key ({e}); age keys look like age1... (orca-keygen prints one)"
+            ),
+        };
+    }
+    if t.starts_with("ssh-") {
+        return match age::ssh::Recipient::from_str(t) {
+            Ok(r) => {
+                let shown = r.to_string();
+                Ok((Box::new(r), shown))
+            }
+            Err(_) => crate::fail!(
+                Usage,
+                "recipient {:?} is not a supported SSH public key: use an ssh-ed25519 or ssh-rsa key (the line of its .pub file)",
+                short(t)
+            ),
+        };
+    }
+    if t.starts_with("AGE-SECRET-KEY-") {
+        crate::fail!(
+            Usage,
+            "that is a secret key, not a recipient: give the public key (age1..., printed by orca-keygen and `age-keygen -y`), and keep the secret key private"
+        );
+    }
+    crate::fail!(
+        Usage,
+        "recipient {:?} is not an age public key (age1...) or an SSH public key (ssh-ed25519 ..., ssh-rsa ...)",
+        short(t)
+    )
+}
+
+fn short(t: &str) -> String {
+    let cut: String = t.chars().take(40).collect();
+    if cut.len() < t.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
+/// The recipients in a file: one per line, `#` comments and blank lines
+/// skipped (as `age -R` reads it).
+pub fn recipients_file(path: &Path) -> anyhow::Result<Vec<(BoxedRecipient, String)>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::err!(Usage, "cannot read recipients file {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let r = parse_recipient(line).map_err(|e| {
+            crate::err!(
+                Usage,
+                "recipients file {}: line {}: {}",
+                path.display(),
+                i + 1,
+                crate::exit::message_of(&e, ErrorKind::Usage)
+            )
+        })?;
+        out.push(r);
+    }
+    if out.is_empty() {
+        crate::fail!(
+            Usage,
+            "recipients file {} lists no recipients",
+            path.display()
+        );
+    }
+    Ok(out)
+}
+
+/// What the command line says about encrypting.
+#[derive(Clone, Debug, Default)]
+pub struct EncryptFlags {
+    /// `--encrypt`: to the configured recipients.
+    pub encrypt: bool,
+    /// `--no-encrypt`: not even when `encryption.always` says so.
+    pub no_encrypt: bool,
+    /// `--recipient` values.
+    pub recipients: Vec<String>,
+    /// `--recipients-file`.
+    pub recipients_file: Option<PathBuf>,
+    /// `--passphrase`.
+    pub passphrase: bool,
+}
+
+impl EncryptFlags {
+    /// Whether any flag asks for encryption.
+    pub fn asked(&self) -> bool {
+        self.encrypt
+            || self.passphrase
+            || !self.recipients.is_empty()
+            || self.recipients_file.is_some()
+    }
+}
+
+/// Who to encrypt to, or `None` for a plain archive.
+pub fn recipients_for(
+    flags: &EncryptFlags,
+    cfg: &config::Encryption,
+) -> anyhow::Result<Option<Recipients>> {
+    if flags.no_encrypt {
+        if flags.asked() {
+            crate::fail!(
+                Usage,
+                "--no-encrypt cannot be combined with --encrypt, --recipient, --recipients-file or --passphrase"
+            );
+        }
+        return Ok(None);
+    }
+    let by_flags = !flags.recipients.is_empty() || flags.recipients_file.is_some();
+    if flags.passphrase {
+        if by_flags {
+            crate::fail!(
+                Usage,
+                "an archive is encrypted either with a passphrase or to recipients, not both (age does not mix them): drop --passphrase or the recipients"
+            );
+        }
+        return Ok(Some(Recipients::passphrase(passphrase_for_encrypting()?)));
+    }
+    let mut found: Vec<(BoxedRecipient, String)> = Vec::new();
+    if by_flags {
+        for r in &flags.recipients {
+            found.push(parse_recipient(r)?);
+        }
+        if let Some(f) = &flags.recipients_file {
+            found.extend(recipients_file(f)?);
+        }
+    } else if flags.encrypt || cfg.always {
+        for r in &cfg.recipients {
+            found.push(parse_recipient(r).map_err(|e| {
+                crate::err!(
+                    Usage,
+                    "config encryption.recipients: {}",
+                    crate::exit::message_of(&e, ErrorKind::Usage)
+                )
+            })?);
+        }
+        if let Some(f) = cfg
+            .recipients_file
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+        {
+            found.extend(recipients_file(&crate::paths::resolve_user_path(f)?)?);
+        }
+        if found.is_empty() {
+            crate::fail!(
+                Usage,
+                "nothing to encrypt to: pass --recipient KEY (orca-keygen makes a key and prints it), or set encryption.recipients in config"
+            );
+        }
+    } else {
+        return Ok(None);
+    }
+    let mut public = Vec::new();
+    let mut list = Vec::new();
+    for (r, shown) in found {
+        if !public.contains(&shown) {
+            public.push(shown);
+            list.push(r);
+        }
+    }
+    Ok(Some(Recipients {
+        list,
+        public,
+        passphrase: None,
+    }))
+}
+
+/// The passphrase to encrypt with: `ORCA_PASSPHRASE_FILE`, else asked twice
+/// on the terminal.
+fn passphrase_for_encrypting() -> anyhow::Result<SecretString> {
+    if let Some(p) = passphrase_from_file()? {
+        return Ok(p);
+    }
+    let first = prompt("Passphrase for the archive: ")?;
+    if first.is_empty() {
+        crate::fail!(Usage, "an empty passphrase encrypts nothing; try again");
+    }
+    let second = prompt("Same passphrase again: ")?;
+    if first != second {
+        crate::fail!(
+            Usage,
+            "the two passphrases differ; nothing was written, try again"
+        );
+    }
+    Ok(SecretString::from(first))
+}
+
+fn passphrase_from_file() -> anyhow::Result<Option<SecretString>> {
+    let Some(path) = std::env::var_os(PASSPHRASE_FILE_ENV) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        crate::err!(
+            Usage,
+            "cannot read the passphrase file {} ({PASSPHRASE_FILE_ENV}): {e}",
+            Path::new(&path).display()
+        )
+    })?;
+    // One line; the newline that editors and `echo` add is not part of it.
+    let pass = text.strip_suffix('\n').unwrap_or(&text);
+    let pass = pass.strip_suffix('\r').unwrap_or(pass);
+    if pass.is_empty() {
+        crate::fail!(
+            Usage,
+            "the passphrase file {} ({PASSPHRASE_FILE_ENV}) is empty",
+            Path::new(&path).display()
+        );
+    }
+    Ok(Some(SecretString::from(pass.to_string())))
+}
+
+fn prompt(text: &str) -> anyhow::Result<String> {
+    rpassword::prompt_password(text).map_err(|e| {
+        crate::err!(
+            Usage,
+            "cannot ask for the passphrase ({e}): no terminal; put it in a file readable only by you and set {PASSPHRASE_FILE_ENV} to its path"
+        )
+    })
+}
+
+/// What can open encrypted archives.
+pub struct Identities {
+    list: Vec<BoxedIdentity>,
+    /// Where they came from, for messages (paths, never keys).
+    pub sources: Vec<String>,
+    passphrase: bool,
+    /// Recipients of the X25519 identities (to check that a copy this run
+    /// encrypts can be opened again).
+    x25519_public: Vec<String>,
+}
+
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identities")
+            .field("sources", &self.sources)
+            .field("passphrase", &self.passphrase)
+            .finish()
+    }
+}
+
+impl Identities {
+    /// None at all.
+    pub fn none() -> Identities {
+        Identities {
+            list: Vec::new(),
+            sources: Vec::new(),
+            passphrase: false,
+            x25519_public: Vec::new(),
+        }
+    }
+
+    /// Whether there is anything to decrypt with.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Whether a passphrase is among them.
+    pub fn has_passphrase(&self) -> bool {
+        self.passphrase
+    }
+
+    /// As age wants them.
+    pub fn as_age(&self) -> impl Iterator<Item = &dyn age::Identity> {
+        self.list.iter().map(|i| i.as_ref() as &dyn age::Identity)
+    }
+
+    /// Whether one of these opens what is encrypted to `public` (an X25519
+    /// recipient; SSH keys cannot be told this way).
+    pub fn opens(&self, public: &str) -> bool {
+        self.x25519_public.iter().any(|p| p == public)
+    }
+
+    /// Add a passphrase (encrypting and decrypting a copy with the same one).
+    pub fn add_passphrase(&mut self, p: SecretString) {
+        self.list.push(Box::new(age::scrypt::Identity::new(p)));
+        self.passphrase = true;
+    }
+}
+
+/// What the command line says about decrypting.
+#[derive(Clone, Debug, Default)]
+pub struct DecryptFlags {
+    /// `--identity` values.
+    pub identities: Vec<PathBuf>,
+    /// `--passphrase`.
+    pub passphrase: bool,
+}
+
+/// The identities to decrypt with: `--identity` files, else `ORCA_IDENTITY`,
+/// else `encryption.identity_file`; plus the passphrase with `--passphrase`
+/// or when `ORCA_PASSPHRASE_FILE` is set.
+pub fn identities_for(
+    flags: &DecryptFlags,
+    cfg: &config::Encryption,
+) -> anyhow::Result<Identities> {
+    let mut ids = Identities::none();
+    if !flags.identities.is_empty() {
+        for p in &flags.identities {
+            load_identity_file(p, &mut ids)?;
+        }
+    } else if let Some(v) = std::env::var_os(IDENTITY_ENV).filter(|v| !v.is_empty()) {
+        let text = v.to_string_lossy();
+        if text.trim_start().starts_with("AGE-SECRET-KEY-") {
+            load_identities_text(text.as_bytes(), IDENTITY_ENV, &mut ids)?;
+        } else {
+            load_identity_file(Path::new(&v), &mut ids)?;
+        }
+    } else if let Some(f) = cfg
+        .identity_file
+        .as_deref()
+        .filter(|f| !f.trim().is_empty())
+    {
+        load_identity_file(&crate::paths::resolve_user_path(f)?, &mut ids)?;
+    }
+    let from_file = passphrase_from_file()?;
+    match (flags.passphrase, from_file) {
+        (_, Some(p)) => ids.add_passphrase(p),
+        (true, None) => ids.add_passphrase(SecretString::from(prompt("Passphrase: ")?)),
+        (false, None) => {}
+    }
+    Ok(ids)
+}
+
+fn load_identity_file(path: &Path, ids: &mut Identities) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| crate::err!(Usage, "cannot read identity file {}: {e}", path.display()))?;
+    load_identities_text(&bytes, &path.display().to_string(), ids)
+}
+
+fn load_identities_text(bytes: &[u8], source: &str, ids: &mut Identities) -> anyhow::Result<()> {
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
+        || text.contains("-----BEGIN RSA PRIVATE KEY-----")
+    {
+        let id = age::ssh::Identity::from_buffer(io::BufReader::new(bytes), Some(source.into()))
+            .map_err(|e| {
+                crate::err!(Usage, "identity file {source}: not a usable SSH key ({e})")
+            })?;
+        match id {
+            age::ssh::Identity::Unencrypted(_) => {}
+            age::ssh::Identity::Encrypted(_) => crate::fail!(
+                Usage,
+                "identity file {source} is an SSH key protected by a passphrase, which orca cannot ask for: use an age identity (orca-keygen), or a copy of the key without a passphrase kept as private as the key"
+            ),
+            age::ssh::Identity::Unsupported(_) => crate::fail!(
+                Usage,
+                "identity file {source} is an SSH key of a kind age does not support: use ssh-ed25519 or ssh-rsa, or an age identity (orca-keygen)"
+            ),
+        }
+        ids.list.push(Box::new(id));
+        ids.sources.push(source.to_string());
+        return Ok(());
+    }
+    let file = age::IdentityFile::from_buffer(io::BufReader::new(bytes)).map_err(|e| {
+        crate::err!(
+            Usage,
+            "identity file {source}: not an age identity file or SSH private key ({e})"
+        )
+    })?;
+    let mut count = 0;
+    for line in bytes.lines().map_while(Result::ok) {
+        let line = line.trim();
+        if line.starts_with("AGE-SECRET-KEY-")
+            && let Ok(k) = age::x25519::Identity::from_str(line)
+        {
+            ids.x25519_public.push(k.to_public().to_string());
+        }
+    }
+    for id in file
+        .into_identities()
+        .map_err(|e| crate::err!(Usage, "identity file {source}: {e}"))?
+    {
+        ids.list.push(id);
+        count += 1;
+    }
+    if count == 0 {
+        crate::fail!(Usage, "identity file {source} holds no identity");
+    }
+    ids.sources.push(source.to_string());
+    Ok(())
+}
+
+/// A new X25519 identity: the text of an identity file (with the public key
+/// in a comment, as age-keygen writes it) and the recipient.
+pub fn generate() -> (SecretString, String) {
+    use age::secrecy::ExposeSecret;
+    let key = age::x25519::Identity::generate();
+    let public = key.to_public().to_string();
+    let text = format!(
+        "# created: {}\n# public key: {public}\n{}\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        key.to_string().expose_secret()
+    );
+    (SecretString::from(text), public)
+}
+
+/// Why an age file could not be opened, as (kind, message).
+pub fn explain(
+    e: &age::DecryptError,
+    ids: &Identities,
+    recipients: &[String],
+) -> (ErrorKind, String) {
+    use age::DecryptError as D;
+    let to = if recipients.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (its manifest says it is encrypted to {})",
+            recipients.join(", ")
+        )
+    };
+    match e {
+        D::NoMatchingKeys if ids.is_empty() => (
+            ErrorKind::DecryptionFailed,
+            format!(
+                "it is encrypted (age) and no identity was given{to}: pass --identity FILE, set encryption.identity_file in config or {IDENTITY_ENV}; for a passphrase, --passphrase or {PASSPHRASE_FILE_ENV}"
+            ),
+        ),
+        D::NoMatchingKeys => (
+            ErrorKind::DecryptionFailed,
+            format!(
+                "none of the identities given ({}) opens it{to}",
+                describe_sources(ids)
+            ),
+        ),
+        D::DecryptionFailed | D::KeyDecryptionFailed if ids.has_passphrase() => (
+            ErrorKind::DecryptionFailed,
+            "the passphrase does not open it (wrong passphrase, or a damaged header)".into(),
+        ),
+        D::ExcessiveWork { .. } => (
+            ErrorKind::DecryptionFailed,
+            format!("its passphrase encryption asks for more work than orca allows ({e})"),
+        ),
+        D::InvalidHeader | D::UnknownFormat | D::InvalidMac | D::DecryptionFailed => (
+            ErrorKind::VerificationFailed,
+            format!("its age header is damaged ({e})"),
+        ),
+        other => (
+            ErrorKind::VerificationFailed,
+            format!("it cannot be decrypted ({other})"),
+        ),
+    }
+}
+
+fn describe_sources(ids: &Identities) -> String {
+    let mut s = ids.sources.clone();
+    if ids.has_passphrase() {
+        s.push("a passphrase".into());
+    }
+    s.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_are_checked() {
+        let (_, public) = generate();
+        assert_eq!(parse_recipient(&public).unwrap().1, public);
+        assert!(parse_recipient("age1nope").is_err());
+        let e = parse_recipient("AGE-SECRET-KEY-1ABC")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("secret key"), "{e}");
+        let e = parse_recipient("hello").err().unwrap().to_string();
+        assert!(e.contains("not an age public key"), "{e}");
+    }
+
+    #[test]
+    fn detects_binary_and_armored_age() {
+        assert_eq!(detect(b"age-encryption.org/v1\n-> X25519"), Some(false));
+        assert_eq!(
+            detect(b"\n-----BEGIN AGE ENCRYPTED FILE-----\nYWdl"),
+            Some(true)
+        );
+        assert_eq!(detect(b"\x1f\x8b\x08"), None);
+    }
+
+    #[test]
+    fn generated_identities_open_what_is_encrypted_to_them() {
+        use age::secrecy::ExposeSecret;
+        let (secret, public) = generate();
+        let mut ids = Identities::none();
+        load_identities_text(secret.expose_secret().as_bytes(), "test", &mut ids).unwrap();
+        assert!(ids.opens(&public));
+        let (r, _) = parse_recipient(&public).unwrap();
+        let recipients = Recipients {
+            list: vec![r],
+            public: vec![public],
+            passphrase: None,
+        };
+        let mut out = Vec::new();
+        let mut w = recipients.wrap(&mut out).unwrap();
+        w.write_all(b"hello").unwrap();
+        w.finish().unwrap();
+        assert!(out.starts_with(AGE_MAGIC));
+        let d = age::Decryptor::new(&out[..]).unwrap();
+        let mut r = d.decrypt(ids.as_age()).unwrap();
+        let mut got = Vec::new();
+        io::Read::read_to_end(&mut r, &mut got).unwrap();
+        assert_eq!(got, b"hello");
+        let other = Identities::none();
+        let d = age::Decryptor::new(&out[..]).unwrap();
+        let Err(e) = d.decrypt(other.as_age()) else {
+            panic!("opened without a key")
+        };
+        assert_eq!(explain(&e, &other, &[]).0, ErrorKind::DecryptionFailed);
+    }
+}
