@@ -58,8 +58,11 @@ elif [ -f "$repo/Cargo.toml" ] && command -v cargo >/dev/null 2>&1; then
     # (bins/orca-restore/build.rs); without these targets it still works, slower.
     if command -v rustup >/dev/null 2>&1; then
         for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
-            rustup target list --installed 2>/dev/null | grep -qx "$t" \
-                || rustup target add "$t" >/dev/null 2>&1 || true
+            if ! rustup target list --installed 2>/dev/null | grep -qx "$t"; then
+                echo "orca-backup.sh: adding the Rust target $t (orca-restore's in-place read-back; once)..." >&2
+                rustup target add "$t" >/dev/null 2>&1 \
+                    || echo "orca-backup.sh: could not add $t: restores will read volumes back more slowly" >&2
+            fi
         done
     fi
     # A no-op when the binaries are up to date.

@@ -25,11 +25,17 @@ fn main() {
         .expect("bins/orca-restore sits two levels below the workspace")
         .to_path_buf();
     let walker = root.join("helper/walker");
+    // What goes into the walker: its sources, the hash it shares with
+    // orca-restore (compiled in with #[path]), its profile and locked deps.
     println!("cargo:rerun-if-changed={}", walker.join("src").display());
     println!(
         "cargo:rerun-if-changed={}",
         walker.join("Cargo.toml").display()
     );
+    for f in ["shared/src/contenthash.rs", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     println!("cargo:rerun-if-env-changed=ORCA_WALKER_SKIP");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
     let skip = std::env::var_os("ORCA_WALKER_SKIP").is_some();
@@ -38,7 +44,7 @@ fn main() {
         let built = if skip {
             Err("ORCA_WALKER_SKIP is set".to_string())
         } else {
-            build(&root, &out, triple)
+            build(&root, triple)
         };
         match built {
             Ok(bin) => {
@@ -54,16 +60,23 @@ fn main() {
     }
 }
 
-fn build(root: &Path, out: &Path, triple: &str) -> Result<PathBuf, String> {
+fn build(root: &Path, triple: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = out.join("walker-target");
+    // One target directory for every profile of the outer build (dev, test,
+    // clippy, release): the walker is built once, not once per profile.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("orca-walk");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .args(["build", "--quiet", "--profile", "walker", "-p", "orca-walk"])
         .args(["--target", triple])
         .arg("--target-dir")
         .arg(&target_dir);
-    // The outer build's flags, wrappers (clippy) and target are not ours.
+    // The outer build's flags, wrappers (clippy) and target are not ours;
+    // its jobserver (CARGO_MAKEFLAGS) is shared, so the two builds share the
+    // cores rather than each take them all.
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -72,9 +85,6 @@ fn build(root: &Path, out: &Path, triple: &str) -> Result<PathBuf, String> {
         "CARGO_BUILD_TARGET",
         "RUSTC_WRAPPER",
         "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
     ] {
         cmd.env_remove(var);
     }

@@ -270,8 +270,9 @@ fn summary_ref(c: &bollard::models::ContainerSummary) -> ContainerRef {
     }
 }
 
-/// What orca needs to know of a container beyond its summary.
-#[derive(Clone, Debug, Default)]
+/// What orca needs to know of a container beyond its summary. Its `Debug`
+/// leaves the environment out (it holds the `sa` password).
+#[derive(Clone, Default)]
 pub struct ContainerDetails {
     /// Started with `--rm`: stopping it deletes it.
     pub auto_remove: bool,
@@ -281,6 +282,20 @@ pub struct ContainerDetails {
     pub image: String,
     /// Where each volume is mounted: volume name -> path in the container.
     pub volume_mounts: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ContainerDetails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerDetails")
+            .field("auto_remove", &self.auto_remove)
+            .field(
+                "env",
+                &format_args!("[{} variables, not shown]", self.env.len()),
+            )
+            .field("image", &self.image)
+            .field("volume_mounts", &self.volume_mounts)
+            .finish()
+    }
 }
 
 /// Inspect a container; `None` when it is gone.
@@ -502,8 +517,9 @@ impl HelperContainer {
         Self::create_with(tool, image, volume, true, body)
     }
 
-    /// Create a container that runs `argv` (no shell) as root, with `volume`
-    /// mounted at [`MOUNT_PATH`], read-only unless `writable`; copy the
+    /// Create a container that runs `argv` (no shell) as root with only the
+    /// capability to read every file, with `volume` mounted at
+    /// [`MOUNT_PATH`], read-only unless `writable`; copy the
     /// program in with an archive upload, then start it with
     /// [`HelperContainer::run`].
     pub fn create_command(
@@ -513,10 +529,18 @@ impl HelperContainer {
         writable: bool,
         argv: &[&str],
     ) -> anyhow::Result<HelperContainer> {
+        // Root that may read every file and nothing more: no other
+        // capability, no privilege gained through exec.
         let body = ContainerCreateBody {
             entrypoint: Some(argv.iter().map(|a| a.to_string()).collect()),
             cmd: Some(Vec::new()),
             user: Some("0:0".into()),
+            host_config: Some(HostConfig {
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: Some(vec!["DAC_READ_SEARCH".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         Self::create_with(tool, image, volume, writable, body)
@@ -535,6 +559,7 @@ impl HelperContainer {
         body.image = Some(image.to_string());
         body.labels = Some(labels);
         body.network_disabled = Some(true);
+        let extra = body.host_config.take().unwrap_or_default();
         body.host_config = Some(HostConfig {
             network_mode: Some("none".into()),
             mounts: Some(vec![Mount {
@@ -544,7 +569,7 @@ impl HelperContainer {
                 read_only: Some(!writable),
                 ..Default::default()
             }]),
-            ..Default::default()
+            ..extra
         });
         let e = connected()?;
         let docker = e.docker().clone();
@@ -579,6 +604,22 @@ impl HelperContainer {
     /// its exit code and output. Runs to the end even after Ctrl-C: what it
     /// does (emptying a volume) must not stop half-way.
     pub fn run(&self) -> Result<RunOutput, RunError> {
+        self.run_in(Mode::Cleanup)
+    }
+
+    /// [`HelperContainer::run`], reaching the test point `point` once the
+    /// container has started (tests kill a tool there).
+    pub fn run_with_point(&self, point: &str) -> Result<RunOutput, RunError> {
+        self.run_inner(Mode::Cleanup, Some(point))
+    }
+
+    /// [`HelperContainer::run`], waiting for it in `mode` (Interruptible: a
+    /// Ctrl-C stops waiting, and dropping the helper removes it).
+    pub fn run_in(&self, mode: Mode) -> Result<RunOutput, RunError> {
+        self.run_inner(mode, None)
+    }
+
+    fn run_inner(&self, mode: Mode, point: Option<&str>) -> Result<RunOutput, RunError> {
         let e = connected().map_err(RunError::NotStarted)?;
         let docker = e.docker().clone();
         let id = self.id.clone();
@@ -591,10 +632,21 @@ impl HelperContainer {
             docker.start_container(&id, None::<q::StartContainerOptions>),
         )
         .map_err(|err| {
-            RunError::NotStarted(err.into_error(&format!("start helper container {}", short(&id))))
+            // Only an answer from the engine says it did not start; a
+            // deadline or a broken connection leaves that open.
+            let answered = err.status().is_some();
+            let e = err.into_error(&format!("start helper container {}", short(&id)));
+            if answered {
+                RunError::NotStarted(e)
+            } else {
+                RunError::Started(e)
+            }
         })?;
+        if let Some(point) = point {
+            crate::testpoint::point(point);
+        }
         let code = e
-            .call(t.long(), Mode::Cleanup, async {
+            .call(t.long(), mode, async {
                 let mut waits = docker.wait_container(&id, None::<q::WaitContainerOptions>);
                 match waits.next().await {
                     Some(Ok(r)) => Ok(r.status_code),

@@ -41,6 +41,9 @@ pub enum Phase {
     Comparing,
     /// Putting the safety backup back.
     RollingBack,
+    /// The volume holds the archive's contents, compared: only starting the
+    /// stopped containers and removing the journal remain.
+    Restarting,
 }
 
 impl Phase {
@@ -58,8 +61,23 @@ impl Phase {
             Phase::Extracting => "extracting",
             Phase::Comparing => "comparing",
             Phase::RollingBack => "rolling-back",
+            Phase::Restarting => "restarting",
         }
     }
+}
+
+/// Exit 13 when `backups_dir` holds the journal of an interrupted restore of
+/// `volume` (a journal that cannot be looked at counts as there).
+pub fn refuse_if_journaled(backups_dir: &Path, volume: &str) -> anyhow::Result<()> {
+    let path = path_for(backups_dir, volume);
+    if path.try_exists().unwrap_or(true) {
+        crate::fail!(
+            RestoreInterrupted,
+            "a restore of volume '{volume}' was interrupted and its journal {} is kept: finish it with `orca-restore --resume --volume {volume}` or put the old contents back with `orca-restore --rollback --volume {volume}`; nothing was changed",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// What a restore in progress has done.

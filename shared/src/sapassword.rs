@@ -113,6 +113,28 @@ impl Keys {
     }
 }
 
+/// Whether the current password of a container on `volume` differs from the
+/// one the backup recorded: `Some(false)` when it matches one of the
+/// fingerprints, `Some(true)` when it matches none, `None` when no
+/// fingerprint can be checked (none, or only schemes this build does not
+/// know). orca-restore and orca-list both decide with this.
+pub fn differs(
+    keys: &mut Keys,
+    fingerprints: &[Fingerprint],
+    volume: &str,
+    password: &str,
+) -> Option<bool> {
+    let results: Vec<bool> = fingerprints
+        .iter()
+        .filter_map(|fp| keys.matches(fp, volume, password))
+        .collect();
+    if results.is_empty() {
+        None
+    } else {
+        Some(!results.contains(&true))
+    }
+}
+
 fn mac(key: &[u8; 32], salt: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(key);
@@ -123,6 +145,25 @@ fn mac(key: &[u8; 32], salt: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_schemes_cannot_tell() {
+        let mut keys = Keys::default();
+        let mut fp = keys
+            .fingerprint("v", "c", "MSSQL_SA_PASSWORD", "pw")
+            .unwrap();
+        assert_eq!(
+            differs(&mut keys, std::slice::from_ref(&fp), "v", "pw"),
+            Some(false)
+        );
+        assert_eq!(
+            differs(&mut keys, std::slice::from_ref(&fp), "v", "other"),
+            Some(true)
+        );
+        fp.scheme = "from-the-future".into();
+        assert_eq!(differs(&mut keys, &[fp], "v", "other"), None);
+        assert_eq!(differs(&mut keys, &[], "v", "other"), None);
+    }
 
     #[test]
     fn fingerprints_match_only_their_password_and_hide_it() {

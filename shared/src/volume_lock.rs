@@ -281,6 +281,33 @@ fn list(filters: HashMap<String, Vec<String>>) -> anyhow::Result<Vec<Found>> {
     Ok(list.into_iter().filter_map(from_summary).collect())
 }
 
+/// Exit 13 when the engine knows of an interrupted restore of `volume` (a
+/// lock naming a journal, whose process is gone); exit 12 when one runs on a
+/// system this one cannot check.
+pub fn refuse_if_interrupted(volume: &str) -> anyhow::Result<()> {
+    docker::check_volume_name(volume)?;
+    for f in locks_of(volume)? {
+        if f.labels.get(JOURNAL_LABEL).is_none_or(|j| j.is_empty()) {
+            continue;
+        }
+        let liveness = Creator::from_labels(&f.labels).map(|c| c.liveness());
+        if liveness == Some(Liveness::Alive) {
+            continue; // running: the lock itself will say busy
+        }
+        let req = LockRequest {
+            tool: "",
+            volume,
+            mode: LockMode::Export,
+            image: "",
+            stops: &[],
+            journal: None,
+            recovering: false,
+        };
+        return Err(busy(&req, &f));
+    }
+    Ok(())
+}
+
 /// [`docker::require_volume`], except that a volume missing because a
 /// restore was interrupted between removing and creating it is exit 13
 /// (finish that restore) rather than "not found".
@@ -349,15 +376,24 @@ fn clear_if_stale(req: &LockRequest, other: &Found) -> anyhow::Result<bool> {
     if creator.liveness() != Liveness::Gone {
         return Ok(false);
     }
-    // A journal that was never written: the restore died before changing anything.
-    let journal = other
-        .labels
-        .get(JOURNAL_LABEL)
-        .filter(|j| !j.is_empty() && std::path::Path::new(j.as_str()).exists());
+    // A journal that was never written: the restore died before changing
+    // anything. One that cannot be looked at (another user's directory)
+    // counts as written.
+    let journal = other.labels.get(JOURNAL_LABEL).filter(|j| {
+        !j.is_empty()
+            && std::path::Path::new(j.as_str())
+                .try_exists()
+                .unwrap_or(true)
+    });
     if journal.is_some() && !req.recovering {
         return Ok(false);
     }
-    restart_left_stopped(req.tool, other)?;
+    if journal.is_none() {
+        restart_left_stopped(req.tool, other)?;
+    }
+    // With a journal, the recovery taking over starts the containers the
+    // journal names once the volume is whole: not now, on a volume that may
+    // be half restored.
     eprintln!(
         "{}: removing the lock on volume '{}' left by an orca {} that ended without cleaning up ({} is gone)",
         req.tool,
@@ -428,9 +464,24 @@ fn busy(req: &LockRequest, other: &Found) -> anyhow::Error {
         .as_ref()
         .map(|c| format!("{} ({})", holder.tool, c.describe()))
         .unwrap_or_else(|| "another orca process".into());
-    if let Some(journal) = holder.journal.as_ref().filter(|_| {
-        Creator::from_labels(&other.labels).is_some_and(|c| c.liveness() == Liveness::Gone)
-    }) {
+    let liveness = Creator::from_labels(&other.labels).map(|c| c.liveness());
+    if let Some(journal) = holder.journal.as_ref()
+        && liveness != Some(Liveness::Gone)
+        && liveness != Some(Liveness::Alive)
+    {
+        // Another system (Windows and WSL sharing Docker Desktop) or an
+        // unreadable label: running or interrupted, only that system knows.
+        return crate::err!(
+            VolumeBusy,
+            "volume '{}' is being restored by {who}, on a machine or system this one cannot check (its journal there: {journal}); wait for it to finish, and if that restore was interrupted, finish it from that system with `orca-restore --resume` or `orca-restore --rollback` (nothing was changed)",
+            req.volume
+        );
+    }
+    if let Some(journal) = holder
+        .journal
+        .as_ref()
+        .filter(|_| liveness == Some(Liveness::Gone))
+    {
         return crate::err!(
             RestoreInterrupted,
             "a restore of volume '{}' was interrupted and its journal {journal} is kept: finish it with `orca-restore --resume --volume {}` or put the old contents back with `orca-restore --rollback --volume {}`; nothing was changed",

@@ -5,7 +5,7 @@
 //! the target discovery must not guess, and the `sa` password fingerprints.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -239,7 +239,156 @@ crash_tests! {
     extracting: "extracting", "--rollback", true, false;
     comparing: "comparing", "--resume", true, false;
     rolling_back: "rollback-extracting", "--rollback", true, true;
+    wiping_with_rm_in_a_helper: "wiping", "--rollback", true, false;
     restarting_containers: "restarting", "--rollback", true, false;
+    restarting_containers_then_resume: "restarting", "--resume", true, false;
+}
+
+/// Kill a restore of `scene` at `point` and check it left its journal.
+fn killed_at(scene: &Scene, point: &str) {
+    let (mut child, _rx) = paused_at(scene, point, None);
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    assert!(scene.journal().exists(), "{point}: no journal");
+}
+
+#[test]
+fn the_journal_names_the_archive_by_its_absolute_path() {
+    need_docker!();
+    let scene = Scene::new(false);
+    killed_at(&scene, "extracting");
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scene.journal()).unwrap()).unwrap();
+    let archive = j["archive"].as_str().unwrap();
+    assert!(Path::new(archive).is_absolute(), "{archive}");
+    scene
+        .env
+        .run("orca-restore", &["--rollback", "--volume", &scene.vol.name])
+        .ok();
+}
+
+/// The recovery does not start SQL Server on a half-restored volume: the
+/// container stays stopped until the volume is whole.
+#[test]
+fn recovery_keeps_the_database_stopped_until_the_volume_is_whole() {
+    need_docker!();
+    let scene = Scene::new(true);
+    killed_at(&scene, "extracting");
+    let sql = scene.sql.as_ref().unwrap();
+    assert_eq!(sql.state(), "exited");
+    // The resume pauses as it extracts again: the container is still down.
+    let mut c = scene.env.cmd(
+        "orca-restore",
+        &["--resume", "--volume", &scene.vol.name, "--stop"],
+    );
+    let go = scene.env.backups().with_file_name("continue");
+    c.env("ORCA_TEST_PAUSE_AT", "extracting")
+        .env("ORCA_TEST_CONTINUE_FILE", &go)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (mut child, _rx) = spawn_paused(c, "extracting");
+    assert_eq!(sql.state(), "exited", "started on a half-restored volume");
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(scene.whole(), "new");
+    assert_eq!(sql.state(), "running");
+}
+
+/// `docker container prune` removes the engine's lock (a created, never
+/// started container): the journal in the backups directory still refuses.
+#[test]
+fn a_lost_engine_lock_still_refuses_through_the_journal() {
+    need_docker!();
+    let scene = Scene::new(false);
+    killed_at(&scene, "extracting");
+    let locks = docker_ok(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=org.orca-backup.lock={}", scene.vol.name),
+    ]);
+    for id in locks.split_whitespace() {
+        docker_ok(&["rm", "-f", id]);
+    }
+    let out = scene.env.backups().join("orca-db-meanwhile.tar.gz");
+    export_run(&scene.env, &scene.vol.name, &out, &[]).fails_with(13);
+    let run = scene.env.run(
+        "orca-restore",
+        &[scene.archive.to_str().unwrap(), "--volume", &scene.vol.name],
+    );
+    let msg = run.message();
+    run.fails_with(13);
+    assert!(msg.contains("--rollback"), "{msg}");
+    scene
+        .env
+        .run("orca-restore", &["--rollback", "--volume", &scene.vol.name])
+        .ok();
+    assert_eq!(scene.whole(), "old");
+}
+
+/// A recovery refused before it starts (a container that appeared on the
+/// volume, without --stop) keeps the lock: the volume stays refused.
+#[test]
+fn a_recovery_refused_early_keeps_the_volume_refused() {
+    need_docker!();
+    let scene = Scene::new(false);
+    killed_at(&scene, "extracting");
+    let intruder = TestContainer::running_on(&scene.vol.name);
+    let run = scene
+        .env
+        .run("orca-restore", &["--resume", "--volume", &scene.vol.name]);
+    let msg = run.message();
+    run.fails_with(9);
+    assert!(msg.contains("--stop") && msg.contains("journal"), "{msg}");
+    assert_eq!(intruder.state(), "running");
+    let out = scene.env.backups().join("orca-db-meanwhile.tar.gz");
+    export_run(&scene.env, &scene.vol.name, &out, &[]).fails_with(13);
+    scene
+        .env
+        .run(
+            "orca-restore",
+            &["--resume", "--volume", &scene.vol.name, "--stop"],
+        )
+        .ok();
+    assert_eq!(scene.whole(), "new");
+    assert_eq!(intruder.state(), "running");
+}
+
+/// A --resume whose extraction fails puts the safety backup back: exit 10,
+/// the journal gone, the containers running, in one command.
+#[test]
+fn a_resume_that_fails_rolls_back_in_one_command() {
+    need_docker!();
+    let scene = Scene::new(true);
+    killed_at(&scene, "extracting");
+    let proxy = EngineProxy::in_front_of_docker();
+    proxy.rule(
+        "PUT",
+        "path=%2Fvolume",
+        Action::CutRequest(200_000),
+        Some(1),
+    );
+    let run = Run::from_output(
+        scene
+            .env
+            .cmd(
+                "orca-restore",
+                &["--resume", "--volume", &scene.vol.name, "--stop"],
+            )
+            .env("DOCKER_HOST", proxy.host())
+            .output()
+            .unwrap(),
+    );
+    let msg = run.message();
+    let rec = run.fails_with(10);
+    assert_eq!(rec["rolled_back"], true, "{msg}");
+    assert!(rec.get("journal").is_none(), "{msg}");
+    assert!(!scene.journal().exists(), "{msg}");
+    drop(proxy);
+    assert_eq!(scene.whole(), "old");
+    assert_eq!(scene.sql.as_ref().unwrap().state(), "running");
+    let out = scene.env.backups().join("orca-db-after.tar.gz");
+    export_run(&scene.env, &scene.vol.name, &out, &[]).ok();
 }
 
 #[test]

@@ -336,6 +336,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let created_at = Utc::now();
     let docker_version = docker::server_version().unwrap_or_default();
     let volume_info = volume_lock::require_volume(&opts.volume)?;
+
     if !opts.overwrite && opts.output.symlink_metadata().is_ok() {
         fail!(
             AlreadyExists,
@@ -373,6 +374,14 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     } else {
         None
     };
+    // Holding the lock (no restore runs), a journal here is an interrupted
+    // restore whose engine lock was lost. (Without the lock, the caller is a
+    // restore that holds it.)
+    if opts.lock
+        && let Some(b) = &opts.backups_dir
+    {
+        orca_shared::journal::refuse_if_journaled(b, &opts.volume)?;
+    }
     let in_use_by = docker::containers_using(&opts.volume)?;
     let active: Vec<&ContainerRef> = in_use_by.iter().filter(|c| c.is_active()).collect();
     let mut stopped = StoppedContainers::none();

@@ -268,7 +268,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         }
     }
     password_differs(&mut backups);
-    let interrupted: Vec<Interrupted> = orca_shared::journal::in_dir(&dir)
+    let mut interrupted: Vec<Interrupted> = orca_shared::journal::in_dir(&dir)
         .into_iter()
         .filter_map(|(path, j)| match j {
             Ok(j) => Some(Interrupted {
@@ -284,6 +284,25 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             }
         })
         .collect();
+    // Those the engine knows of (their journal in another backups directory),
+    // when it answers; a listing does not need Docker.
+    if let Ok(known) = engine_interrupted() {
+        for (volume, journal) in known {
+            if interrupted.iter().any(|i| i.journal == journal) {
+                continue;
+            }
+            let j = orca_shared::journal::Journal::load(std::path::Path::new(&journal)).ok();
+            interrupted.push(Interrupted {
+                volume,
+                phase: j
+                    .as_ref()
+                    .map_or("unknown".into(), |j| j.phase.as_str().to_string()),
+                archive: j.as_ref().map(|j| j.archive.clone()).unwrap_or_default(),
+                started_at: j.map(|j| j.started_at).unwrap_or_default(),
+                journal,
+            });
+        }
+    }
     for i in &interrupted {
         warnings.push(format!(
             "a restore of volume '{}' was interrupted while {} (journal {}): finish it with `orca-restore --resume --volume {}` or undo it with `orca-restore --rollback --volume {}`",
@@ -321,6 +340,16 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Interrupted restores the engine's locks name, asking it briefly.
+fn engine_interrupted() -> anyhow::Result<Vec<(String, String)>> {
+    let t = orca_shared::engine::timeouts();
+    orca_shared::engine::configure(orca_shared::engine::Timeouts {
+        request: t.request.min(std::time::Duration::from_secs(5)),
+        ..t
+    });
+    orca_shared::volume_lock::interrupted_restores()
 }
 
 /// Compare each backup's `sa` password fingerprints with the containers on
@@ -364,12 +393,20 @@ fn password_differs(backups: &mut [(&Found, Listed)]) {
         if passwords.is_empty() {
             continue;
         }
-        let matches = passwords.iter().any(|pw| {
-            m.sa_password
-                .iter()
-                .any(|fp| keys.matches(fp, &m.volume, pw) == Some(true))
-        });
-        entry.password_differs = Some(!matches);
+        // As orca-restore decides: it differs when a container's password
+        // matches none of the fingerprints; unknown when none can be checked.
+        let mut verdict = None;
+        for pw in passwords {
+            match orca_shared::sapassword::differs(&mut keys, &m.sa_password, &m.volume, pw) {
+                Some(true) => {
+                    verdict = Some(true);
+                    break;
+                }
+                Some(false) => verdict = Some(false),
+                None => {}
+            }
+        }
+        entry.password_differs = verdict;
     }
 }
 

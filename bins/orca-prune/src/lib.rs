@@ -143,14 +143,47 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         None
     };
     let found = scan(&dir)?;
+    // An interrupted restore needs its archive (--resume) and its safety
+    // backup (--rollback) until it is finished.
+    let mut needed: Vec<(PathBuf, String)> = Vec::new();
+    for (path, j) in orca_shared::journal::in_dir(&dir) {
+        match j {
+            Ok(j) => {
+                let why = format!(
+                    "needed by the interrupted restore of volume '{}' ({})",
+                    j.volume,
+                    path.display()
+                );
+                needed.push((PathBuf::from(&j.archive), why.clone()));
+                if let Some(s) = &j.safety_backup {
+                    needed.push((PathBuf::from(s), why));
+                }
+            }
+            Err(e) => fail!(
+                Failure,
+                "{e}; nothing was pruned (an interrupted restore may need these backups: finish it first)"
+            ),
+        }
+    }
     let items: Vec<Item> = found
         .backups
         .iter()
-        .map(|b| Item {
-            name: b.name.clone(),
-            kind: b.kind,
-            time: b.time,
-            protected: just_made.as_deref().is_some_and(|p| same_file(p, &b.path)),
+        .map(|b| {
+            let mut pinned = Vec::new();
+            if just_made.as_deref().is_some_and(|p| same_file(p, &b.path)) {
+                pinned.push("just created".to_string());
+            }
+            for (p, why) in &needed {
+                if same_file(p, &b.path) && !pinned.contains(why) {
+                    pinned.push(why.clone());
+                }
+            }
+            Item {
+                name: b.name.clone(),
+                kind: b.kind,
+                time: b.time,
+                pinned,
+            }
         })
         .collect();
     let decisions = policy::decide(&items, policy, now);

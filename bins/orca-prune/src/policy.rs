@@ -31,8 +31,9 @@ pub struct Item {
     pub kind: Kind,
     /// The time in its name (timestamped) or its modification time (named).
     pub time: DateTime<Utc>,
-    /// The backup the current pipeline just made.
-    pub protected: bool,
+    /// Reasons outside the rules that keep it (the backup just made, one an
+    /// interrupted restore needs).
+    pub pinned: Vec<String>,
 }
 
 /// Keep or remove, and why.
@@ -64,7 +65,9 @@ pub fn decide(items: &[Item], policy: Policy, now: DateTime<Utc>) -> Vec<Decisio
     let mut pool: Vec<usize> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         if item.kind == Kind::Named && !policy.include_named {
-            decisions[i] = Some(Decision::Keep("named".into()));
+            let mut reasons = vec!["named".to_string()];
+            reasons.extend(item.pinned.iter().cloned());
+            decisions[i] = Some(Decision::Keep(reasons.join(", ")));
         } else {
             pool.push(i);
         }
@@ -88,9 +91,7 @@ pub fn decide(items: &[Item], policy: Policy, now: DateTime<Utc>) -> Vec<Decisio
         if by_age {
             reasons.push(format!("within {} days", policy.max_age_days));
         }
-        if item.protected {
-            reasons.push("just created".to_string());
-        }
+        reasons.extend(item.pinned.iter().cloned());
         if rank == 0 && reasons.is_empty() {
             reasons.push("newest backup (always kept)".to_string());
         }
@@ -136,7 +137,7 @@ mod tests {
                     name: format!("orca-db-{}.tar.gz", t.format("%Y-%m-%d-%H-%M")),
                     kind: Kind::Timestamped,
                     time: t,
-                    protected: false,
+                    pinned: Vec::new(),
                 }
             })
             .collect()
@@ -229,7 +230,7 @@ mod tests {
             name: "orca-db-before-migration.tar.gz".into(),
             kind: Kind::Named,
             time: now() - Duration::days(365),
-            protected: false,
+            pinned: Vec::new(),
         });
         let d = decide(&items, DEFAULT, now());
         let kept: Vec<bool> = d.iter().map(Decision::keeps).collect();
@@ -291,7 +292,7 @@ mod tests {
             name: "orca-db-before-migration.tar.gz".into(),
             kind: Kind::Named,
             time: now() - Duration::days(400),
-            protected: false,
+            pinned: Vec::new(),
         });
         let policy = Policy {
             max_count: 1,
@@ -326,7 +327,7 @@ mod tests {
     #[test]
     fn the_just_made_backup_is_never_pruned() {
         let mut items = series(5, 100, 1);
-        items[4].protected = true; // the oldest by name (e.g. --now in the past)
+        items[4].pinned = vec!["just created".into()]; // the oldest by name (e.g. --now in the past)
         let d = decide(
             &items,
             Policy {

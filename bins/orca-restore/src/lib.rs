@@ -241,7 +241,11 @@ impl Work<'_> {
     /// Put the safety backup back. Cannot be cut short by Ctrl-C.
     fn rollback(&mut self, safety: &Path, safety_sha: Option<&str>) -> anyhow::Result<()> {
         let _critical = interrupt::critical("putting the previous contents back");
-        self.enter(Phase::RollingBack)?;
+        // The journal already says the volume changed; if it cannot say more
+        // (a full disk), the rollback still goes ahead.
+        if let Err(e) = self.enter(Phase::RollingBack) {
+            eprintln!("{}: warning: {e:#}", self.tool);
+        }
         let opts = orca_verify::Options {
             expected_sha256: safety_sha.map(String::from),
             ..orca_verify::Options::default()
@@ -276,7 +280,9 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         (Some(n), _) => (n.clone(), true, false),
         (None, Some(v)) => (v.clone(), false, false),
         (None, None) => match ctx.record.str("volume")? {
-            Some(v) => (v.to_string(), false, false),
+            // orca-find-volume's record (it lists its candidates) is a
+            // discovery too.
+            Some(v) => (v.to_string(), false, ctx.record.get("candidates").is_some()),
             None => {
                 let found = discover::discover(&ctx.config)?;
                 if let Some(why) = &found.explanation {
@@ -287,6 +293,11 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         },
     };
     docker::check_volume_name(&target)?;
+    // An interrupted restore of this volume must be finished first (its
+    // lock in the engine here; its journal once we hold the lock, since a
+    // restore that runs has one too).
+    let backups_dir = ctx.config.backups_dir()?;
+    volume_lock::refuse_if_interrupted(&target)?;
     let manifest = manifest::read(&archive);
     match &manifest {
         manifest::Read::Valid(m) => {
@@ -335,10 +346,13 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             AlreadyExists,
             "volume '{target}' already exists; --to-new-volume only creates new volumes (choose another name, or restore into it with --volume)"
         ),
-        (None, false) => fail!(
-            VolumeNotFound,
-            "volume '{target}' not found (list volumes with `docker volume ls`, or let orca-find-volume find it)"
-        ),
+        (None, false) => {
+            volume_lock::require_volume(&target)?;
+            fail!(
+                VolumeNotFound,
+                "volume '{target}' not found (list volumes with `docker volume ls`, or let orca-find-volume find it)"
+            )
+        }
         (Some(i), false) => i.clone(),
         (None, true) => VolumeInfo {
             name: target.clone(),
@@ -354,7 +368,6 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let password_differs = password_check(ctx, manifest.manifest(), &users);
     ctx.record.set("password_differs", password_differs);
 
-    let backups_dir = ctx.config.backups_dir()?;
     let safety_path = (!new_volume && !cli.no_safety_backup)
         .then(|| safety_name(&backups_dir, Compression::Zstd));
     let active: Vec<ContainerRef> = users.iter().filter(|c| c.is_active()).cloned().collect();
@@ -406,6 +419,9 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         journal: Some(&journal_text),
         recovering: false,
     })?;
+    // Holding the lock, a journal left here is a dead restore's (the engine
+    // lost its lock: `docker container prune`).
+    journal::refuse_if_journaled(&backups_dir, &target)?;
     if new_volume && docker::volume_inspect(&target)?.is_some() {
         fail!(
             AlreadyExists,
@@ -448,7 +464,8 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             volume_driver: info.driver.clone(),
             volume_options: info.options.clone(),
             volume_labels: info.labels.clone(),
-            archive: paths::utf8(&archive)?.to_string(),
+            // Absolute: --resume may run from another directory.
+            archive: paths::utf8(&std::path::absolute(&archive)?)?.to_string(),
             archive_sha256: verified_sha.clone(),
             safety_backup: safety_path
                 .as_deref()
@@ -467,7 +484,7 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         touched: false,
     };
     work.journal.save(&journal_path)?;
-    let _quit = interrupt::quit_as(
+    let quit = interrupt::quit_as(
         ErrorKind::RestoreInterrupted.exit_code() as i32,
         interrupted_record(ctx.tool, &target, &journal_path),
         format!(
@@ -528,6 +545,11 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let outcome = work.replace(&archive, &want, &verified_sha, true);
     let result = match outcome {
         Ok(()) => {
+            // Whole and compared: a kill from here on only needs the
+            // containers started again.
+            if let Err(e) = work.enter(Phase::Restarting) {
+                ctx.warn(format!("{e:#}"));
+            }
             testpoint::point("restarting");
             Ok(())
         }
@@ -536,15 +558,29 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             Err(e.context("nothing was changed"))
         }
         Err(e) if new_volume => {
-            let removed = docker::volume_remove(&target);
-            let what = if matches!(removed, Ok(docker::Removed::Yes)) {
-                "the new volume was removed again"
+            if matches!(docker::volume_remove(&target), Ok(docker::Removed::Yes)) {
+                Err(OrcaError::new(
+                    ErrorKind::RestoreRolledBack,
+                    format!(
+                        "restoring into new volume '{target}' failed ({}); the new volume was removed again",
+                        orca_shared::exit::message_of(&e, orca_shared::exit::kind_of(&e))
+                    ),
+                )
+                .into())
             } else {
-                "the new volume could not be removed"
-            };
-            Err(e.context(format!(
-                "restoring into new volume '{target}' failed; {what}"
-            )))
+                // A half-restored new volume stays: the journal says so.
+                lock.keep();
+                ctx.record.set("journal", paths::utf8(&journal_path)?);
+                return Err(OrcaError::new(
+                    ErrorKind::RestoreInterrupted,
+                    format!(
+                        "restoring into new volume '{target}' failed ({}) and the half-restored volume could not be removed: run `orca-restore --rollback --volume {target}` to remove it, or `--resume` to restore into it again (journal {})",
+                        orca_shared::exit::message_of(&e, orca_shared::exit::kind_of(&e)),
+                        journal_path.display()
+                    ),
+                )
+                .into());
+            }
         }
         Err(e) => match safety_path.clone() {
             None => {
@@ -610,6 +646,7 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     };
     // 5. Start again what we stopped, whatever happened; the journal goes.
     let restarted = stopped.restart();
+    drop(quit);
     work.close();
     drop(lock);
     result?;
@@ -664,7 +701,7 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     ));
     let image = docker::ensure_helper_image(ctx.config.helper_image.as_deref())?;
     let journal_text = paths::utf8(&journal_path)?.to_string();
-    let lock = volume_lock::acquire(&LockRequest {
+    let mut lock = volume_lock::acquire(&LockRequest {
         tool: ctx.tool,
         volume: &volume,
         mode: LockMode::Restore,
@@ -673,17 +710,131 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         journal: Some(&journal_text),
         recovering: true,
     })?;
-    let info = match docker::volume_inspect(&volume)? {
-        Some(i) => i,
-        None => VolumeInfo {
+    // Until the volume is whole again, the lock stays whatever happens: it is
+    // how every orca tool on this engine knows.
+    lock.keep();
+    let quit = interrupt::quit_as(
+        ErrorKind::RestoreInterrupted.exit_code() as i32,
+        interrupted_record(ctx.tool, &volume, &journal_path),
+        format!(
+            "quitting at once; the restore journal {} is kept: run `orca-restore --{} --volume {volume}` again",
+            journal_path.display(),
+            if cli.resume { "resume" } else { "rollback" }
+        ),
+    );
+    ctx.record.set("restored_volume", &volume);
+    ctx.record
+        .set("recovered", if cli.resume { "resume" } else { "rollback" });
+    ctx.record.set("rolled_back", false);
+    ctx.record.set("journal", paths::utf8(&journal_path)?);
+    let outcome = recover_locked(&cli, ctx, j, &journal_path, image);
+    match outcome {
+        Ok((stopped, work, rolled_back)) => {
+            let mut stopped = stopped;
+            let restarted = stopped.restart();
+            drop(quit);
+            work.close();
+            let _ = lock.release();
+            ctx.record.remove("journal");
+            restarted.map_err(|e| {
+                e.context(format!(
+                    "the {} is complete",
+                    if cli.resume && rolled_back.is_none() {
+                        "restore"
+                    } else {
+                        "rollback"
+                    }
+                ))
+            })?;
+            if let Some(why) = rolled_back {
+                // --resume failed and the safety backup was put back.
+                return Err(OrcaError::new(ErrorKind::RestoreRolledBack, why).into());
+            }
+            ctx.note(format!(
+                "volume '{volume}' holds {} again; the journal is gone",
+                if cli.resume {
+                    "the archive's contents"
+                } else {
+                    "its previous contents"
+                }
+            ));
+            Ok(())
+        }
+        Err((e, stopped)) => {
+            let also = stopped.map(|s| held_back(*s)).unwrap_or_default();
+            let kind = orca_shared::exit::kind_of(&e);
+            let cause = orca_shared::exit::message_of(&e, kind);
+            // The way out that can still work.
+            let next = match (cli.resume, kind) {
+                (true, ErrorKind::VerificationFailed) => format!(
+                    "the archive cannot be restored as it is: put the previous contents back with `orca-restore --rollback --volume {volume}`"
+                ),
+                (false, ErrorKind::VerificationFailed) => format!(
+                    "the safety backup cannot be used: restore the archive again with `orca-restore --resume --volume {volume}`"
+                ),
+                (true, _) => format!(
+                    "run `orca-restore --resume --volume {volume}` again once the cause is fixed"
+                ),
+                (false, _) => format!(
+                    "run `orca-restore --rollback --volume {volume}` again once the cause is fixed"
+                ),
+            };
+            // What the user can fix keeps its own code; the rest says
+            // whether putting the old contents back failed.
+            let code = match kind {
+                ErrorKind::VolumeInUse
+                | ErrorKind::DockerUnavailable
+                | ErrorKind::Usage
+                | ErrorKind::PermissionDenied
+                | ErrorKind::NoSpace
+                | ErrorKind::VolumeBusy
+                | ErrorKind::DecryptionFailed
+                | ErrorKind::RollbackFailed => kind,
+                _ if cli.rollback => ErrorKind::RollbackFailed,
+                _ => ErrorKind::RestoreInterrupted,
+            };
+            Err(OrcaError::new(
+                code,
+                format!(
+                    "{} volume '{volume}' failed ({cause}); the journal {} is kept: {next}{also}",
+                    if cli.resume {
+                        "resuming the restore of"
+                    } else {
+                        "rolling back"
+                    },
+                    journal_path.display(),
+                ),
+            )
+            .into())
+        }
+    }
+}
+
+type Recovered = (StoppedContainers, Work<'static>, Option<String>);
+type Unrecovered = (anyhow::Error, Option<Box<StoppedContainers>>);
+
+/// The recovery itself, under the lock: Ok with the containers to start
+/// again, the work (to close) and, when --resume ended in a rollback, why.
+fn recover_locked(
+    cli: &Cli,
+    ctx: &mut Ctx,
+    j: Journal,
+    journal_path: &Path,
+    image: String,
+) -> Result<Recovered, Unrecovered> {
+    let volume = j.volume.clone();
+    let info = match docker::volume_inspect(&volume) {
+        Ok(Some(i)) => i,
+        Ok(None) => VolumeInfo {
             name: volume.clone(),
             driver: j.volume_driver.clone(),
             options: j.volume_options.clone(),
             labels: j.volume_labels.clone(),
             ..VolumeInfo::default()
         },
+        Err(e) => return Err((e, None)),
     };
-    let users = docker::containers_using(&volume).unwrap_or_default();
+    let users = docker::containers_using(&volume).map_err(|e| (e, None))?;
     let mut shell_images: Vec<String> = ctx.config.helper_image.iter().cloned().collect();
     for c in users.iter().chain(j.stopped_containers.iter()) {
         if !shell_images.contains(&c.image) {
@@ -701,14 +852,15 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .filter(|c| !stopped_ids.contains(&c.id.as_str()))
         .collect();
     if !intruders.is_empty() && !cli.stop {
-        let mut lock = lock;
-        lock.keep();
         let names: Vec<&str> = intruders.iter().map(|c| c.name.as_str()).collect();
-        fail!(
-            VolumeInUse,
-            "container(s) {} run on volume '{volume}' in the middle of its restore: pass --stop to have them stopped (and started again after), or stop them",
-            names.join(", ")
-        );
+        return Err((
+            err!(
+                VolumeInUse,
+                "container(s) {} run on volume '{volume}' in the middle of its restore: pass --stop to have them stopped (and started again after), or stop them",
+                names.join(", ")
+            ),
+            None,
+        ));
     }
     let mut j = j;
     for c in &running {
@@ -716,8 +868,10 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             j.stopped_containers.push(c.clone());
         }
     }
-    j.save(&journal_path)?;
-    StoppedContainers::stop(&running, cli.allow_autoremove)?.forget();
+    j.save(journal_path).map_err(|e| (e, None))?;
+    StoppedContainers::stop(&running, cli.allow_autoremove)
+        .map_err(|e| (e, None))?
+        .forget();
     let stopped = StoppedContainers::adopt(j.stopped_containers.clone());
     let mut work = Work {
         tool: ctx.tool,
@@ -725,24 +879,21 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         shell_images,
         info,
         journal: j.clone(),
-        journal_path: journal_path.clone(),
+        journal_path: journal_path.to_path_buf(),
         touched: j.phase.changed(),
     };
-    ctx.record.set("restored_volume", &volume);
-    ctx.record
-        .set("recovered", if cli.resume { "resume" } else { "rollback" });
-    ctx.record.set("rolled_back", false);
-    let result: anyhow::Result<()> = if cli.rollback {
+    let result: anyhow::Result<Option<String>> = if cli.rollback {
         if !j.phase.changed() {
             ctx.note("the volume was not changed yet: nothing to put back");
-            Ok(())
+            Ok(None)
         } else if j.new_volume {
-            match docker::volume_remove(&volume)? {
-                docker::Removed::Yes => Ok(()),
-                docker::Removed::InUse(m) => Err(err!(
+            match docker::volume_remove(&volume) {
+                Ok(docker::Removed::Yes) => Ok(None),
+                Ok(docker::Removed::InUse(m)) => Err(err!(
                     Failure,
                     "cannot remove the half-restored new volume '{volume}': {m}"
                 )),
+                Err(e) => Err(e),
             }
         } else {
             match (&j.safety_backup, &j.safety_sha256) {
@@ -750,6 +901,7 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                     ctx.record.set("safety_backup", safety);
                     work.rollback(Path::new(safety), Some(sha)).map(|()| {
                         ctx.record.set("rolled_back", true);
+                        None
                     })
                 }
                 _ => Err(err!(
@@ -759,61 +911,21 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 )),
             }
         }
+    } else if j.phase == Phase::Restarting {
+        ctx.note("the volume already holds the archive's contents, compared: only the containers remain to be started");
+        Ok(None)
     } else {
         resume(ctx, &mut work, &j)
     };
-    let mut stopped = stopped;
     match result {
-        Ok(()) => {
-            let restarted = stopped.restart();
-            work.close();
-            drop(lock);
-            restarted.map_err(|e| {
-                e.context(format!(
-                    "the {} is complete",
-                    if cli.resume { "restore" } else { "rollback" }
-                ))
-            })?;
-            ctx.note(format!(
-                "volume '{volume}' holds {} again; the journal is gone",
-                if cli.resume {
-                    "the archive's contents"
-                } else {
-                    "its previous contents"
-                }
-            ));
-            Ok(())
-        }
-        Err(e) => {
-            let mut lock = lock;
-            lock.keep();
-            ctx.record.set("journal", paths::utf8(&journal_path)?);
-            let also = held_back(stopped);
-            Err(OrcaError::new(
-                if cli.rollback {
-                    ErrorKind::RollbackFailed
-                } else {
-                    ErrorKind::RestoreInterrupted
-                },
-                format!(
-                    "{} volume '{volume}' failed ({}); the journal {} is kept: run `orca-restore --{} --volume {volume}` again once the cause is fixed{also}",
-                    if cli.resume {
-                        "resuming the restore of"
-                    } else {
-                        "rolling back"
-                    },
-                    orca_shared::exit::message_of(&e, orca_shared::exit::kind_of(&e)),
-                    journal_path.display(),
-                    if cli.resume { "resume" } else { "rollback" }
-                ),
-            )
-            .into())
-        }
+        Ok(rolled_back) => Ok((stopped, work, rolled_back)),
+        Err(e) => Err((e, Some(Box::new(stopped)))),
     }
 }
 
-/// `--resume`: the archive again, as the journal names it.
-fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<()> {
+/// `--resume`: the archive again, as the journal names it. Ok(Some(why))
+/// when it failed and the safety backup was put back instead.
+fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Option<String>> {
     let archive = PathBuf::from(&j.archive);
     let opts = orca_verify::Options {
         min_size_mb: 0,
@@ -866,7 +978,13 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<()>
     ctx.record.set("entries", want.entries());
     ctx.record.set("restored_bytes", want.content_bytes());
     match work.replace(&archive, &want, &j.archive_sha256, true) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            if let Err(e) = work.enter(Phase::Restarting) {
+                ctx.warn(format!("{e:#}"));
+            }
+            Ok(None)
+        }
+        Err(e) if !work.touched => Err(e),
         Err(e) => {
             let (safety, sha) = (
                 work.journal.safety_backup.clone(),
@@ -877,16 +995,20 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<()>
                     ctx.note(format!(
                         "resuming failed ({e:#}); putting back the previous contents from {safety}"
                     ));
-                    work.rollback(Path::new(&safety), Some(&sha))?;
+                    work.rollback(Path::new(&safety), Some(&sha))
+                        .map_err(|r| {
+                            OrcaError::new(
+                                ErrorKind::RollbackFailed,
+                                format!(
+                                    "resuming failed ({e:#}) and putting the previous contents back failed too ({r:#}); they are safe in {safety}"
+                                ),
+                            )
+                        })?;
                     ctx.record.set("rolled_back", true);
-                    Err(OrcaError::new(
-                        ErrorKind::RestoreRolledBack,
-                        format!(
-                            "resuming the restore failed ({}); the volume was rolled back to its previous contents from {safety}",
-                            orca_shared::exit::message_of(&e, orca_shared::exit::kind_of(&e))
-                        ),
-                    )
-                    .into())
+                    Ok(Some(format!(
+                        "resuming the restore failed ({}); the volume was rolled back to its previous contents from {safety}",
+                        orca_shared::exit::message_of(&e, orca_shared::exit::kind_of(&e))
+                    )))
                 }
                 _ => Err(e),
             }
@@ -956,12 +1078,12 @@ fn password_check(ctx: &Ctx, manifest: Option<&Manifest>, users: &[ContainerRef]
         let Some((var, pw)) = orca_shared::sapassword::from_env(&details.env) else {
             continue;
         };
-        let same = m
-            .sa_password
-            .iter()
-            .filter_map(|fp| keys.matches(fp, &m.volume, &pw))
-            .any(|b| b);
-        if !same {
+        let Some(differs) =
+            orca_shared::sapassword::differs(&mut keys, &m.sa_password, &m.volume, &pw)
+        else {
+            continue; // fingerprints this build cannot check
+        };
+        if differs {
             ctx.warn(format!(
                 "the backup was taken when SQL Server's sa password differed from the {var} of container '{}': SQL Server keeps the password inside the volume, so after this restore Orca's login will fail (\"Login failed for user 'sa'\"). Either set the AppHost's SQL password parameter (Parameters:<name>-password in its user secrets) back to the one in use when the backup was taken, or change the sa password in SQL Server after the restore (ALTER LOGIN sa WITH PASSWORD = '...')",
                 c.name

@@ -99,7 +99,13 @@ fn same(path: &[u8], w: &Node, g: &Node) -> bool {
     meta && w.size == g.size
         && w.link == g.link
         && w.hash == g.hash
-        && (w.kind != "file" || w.mtime == g.mtime)
+        && (w.kind != "file" || same_time(w.mtime, g.mtime))
+}
+
+/// Docker 20.10 extracts times before 1970 as 1970 (moby's Chtimes clamps
+/// them), so a file from before the epoch compares equal to one at it.
+fn same_time(want: i64, got: i64) -> bool {
+    want.max(0) == got.max(0)
 }
 
 fn describe(w: &Node, g: &Node) -> String {
@@ -122,7 +128,7 @@ fn describe(w: &Node, g: &Node) -> String {
     if w.hash != g.hash {
         parts.push("content".into());
     }
-    if w.kind == "file" && w.mtime != g.mtime {
+    if w.kind == "file" && !same_time(w.mtime, g.mtime) {
         parts.push(format!("mtime {} vs {}", w.mtime, g.mtime));
     }
     parts.join(", ")

@@ -58,14 +58,17 @@ pub fn empty(
 ) -> anyhow::Result<()> {
     let users = docker::containers_using(&info.name)?;
     if can_recreate(info, !users.is_empty()) {
+        // A removal that fails without an answer (a deadline, a broken
+        // connection, the driver failing half-way) may have removed some.
+        let before = *touched;
+        *touched = true;
         match docker::volume_remove(&info.name)? {
             Removed::Yes => {
-                *touched = true;
                 orca_shared::testpoint::point("emptying-recreate");
                 return create(info, &[]);
             }
-            // Someone started using it meanwhile: fall back to wiping.
-            Removed::InUse(_) => {}
+            // Someone started using it meanwhile: nothing was removed; wipe.
+            Removed::InUse(_) => *touched = before,
         }
     }
     let mut tried = Vec::new();
@@ -73,7 +76,7 @@ pub fn empty(
     let _critical = orca_shared::interrupt::critical("emptying the volume");
     for image in shell_images {
         let helper = HelperContainer::create_shell(tool, image, &info.name, WIPE)?;
-        match helper.run() {
+        match helper.run_with_point("wiping") {
             // An image without /bin/sh is not started: nothing was removed.
             Err(RunError::NotStarted(e)) => {
                 tried.push(format!(
@@ -259,6 +262,9 @@ pub fn walker_for(arch: &str) -> &'static [u8] {
 }
 
 const WALKER_PATH: &str = "/.orca-walk";
+/// The first line of orca-walk's listing (helper/walker): its format, with
+/// the content hash scheme it uses.
+pub const LISTING_VERSION: &str = "orca-walk 1 xxh3-128-zero-runs-4k";
 const LISTING_PATH: &str = "/.orca-walk.out";
 
 /// The volume as orca-walk lists it from inside a helper container, or None
@@ -303,7 +309,7 @@ fn walk_back(
     if let Some(point) = point {
         orca_shared::testpoint::point(point);
     }
-    let (code, output) = match helper.run() {
+    let (code, output) = match helper.run_in(mode) {
         Ok(r) => r,
         Err(RunError::NotStarted(e) | RunError::Started(e)) => return Err(e),
     };
@@ -355,7 +361,19 @@ pub fn parse_listing(text: &[u8]) -> Result<Tree, String> {
     let mut groups: std::collections::BTreeMap<&str, std::collections::BTreeSet<Vec<u8>>> =
         Default::default();
     let mut ended = None;
-    for (i, line) in text.lines().enumerate() {
+    let mut lines = text.lines().enumerate();
+    // The first line names the format: a listing from another orca-walk
+    // (a stale build) is not guessed at.
+    match lines.next() {
+        Some((_, LISTING_VERSION)) => {}
+        other => {
+            return Err(format!(
+                "not an orca-walk listing of format {LISTING_VERSION:?} (first line {:?})",
+                other.map(|(_, l)| l).unwrap_or("")
+            ));
+        }
+    }
+    for (i, line) in lines {
         if ended.is_some() {
             return Err(format!("line {}: after the end", i + 1));
         }

@@ -69,6 +69,19 @@ fn populate(dir: &Path) {
             .unwrap()
             .success()
     );
+    // setuid and sticky bits, a hard link to a symlink (Docker's archives
+    // make it a hard link too), a time before 1970.
+    std::fs::write(dir.join("suid"), b"#!").unwrap();
+    std::fs::set_permissions(dir.join("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::create_dir(dir.join("sticky")).unwrap();
+    std::fs::set_permissions(dir.join("sticky"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::hard_link(dir.join("link"), dir.join("link2")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(d.join("Orca_log.ldf"))
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH - std::time::Duration::from_secs(86_400))
+        .unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).unwrap();
 }
 
@@ -80,10 +93,13 @@ fn walker_and_tar_describe_a_tree_alike() {
     populate(&dir);
     let walked = walk(&dir);
     let tarred = tarred(&dir);
-    assert_eq!(walked.entries(), 10, "{:?}", walked.nodes.keys());
+    assert_eq!(walked.entries(), 13, "{:?}", walked.nodes.keys());
     compare(&walked, &tarred).unwrap();
     assert_eq!(walked.content_bytes(), tarred.content_bytes());
-    assert_eq!(walked.groups.iter().filter(|g| g.len() > 1).count(), 1);
+    // The log file and its link; the symlink and its link.
+    assert_eq!(walked.groups.iter().filter(|g| g.len() > 1).count(), 2);
+    assert_eq!(walked.nodes[&b"suid"[..]].mode, 0o4755);
+    assert!(walked.nodes[&b"data/Orca_log.ldf"[..]].mtime < 0);
 }
 
 #[test]
@@ -147,13 +163,24 @@ fn a_listing_cut_short_or_garbled_is_refused() {
             .unwrap_err()
             .contains("cut short")
     );
-    let dropped: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let dropped: String = text
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
     assert!(
         parse_listing(dropped.as_bytes())
             .unwrap_err()
             .contains("end line says")
     );
     let garbled = text.replacen("file", "flie", 1);
+    let stale = text.replacen("orca-walk 1", "orca-walk 0", 1);
+    assert!(
+        parse_listing(stale.as_bytes())
+            .unwrap_err()
+            .contains("format")
+    );
     assert!(parse_listing(garbled.as_bytes()).is_err());
     // Unreadable input is the walker's error, not a listing.
     let st = Command::new(&bin)

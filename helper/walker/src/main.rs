@@ -3,15 +3,23 @@
 //! entry under ROOT, as orca-restore's comparison reads them:
 //!
 //! ```text
+//! orca-walk 1 xxh3-128-zero-runs-4k
 //! KIND MODE UID GID SIZE MTIME HASH LINK GROUP PATH
+//! ...
+//! end COUNT
 //! ```
+//!
+//! The first line names the format and the hash scheme (orca-restore refuses
+//! any other, so a stale build is never misread).
 //!
 //! KIND is file, dir, symlink, fifo, char, block or other; MODE the
 //! permission bits in octal; SIZE the content size of files (0 otherwise);
 //! MTIME whole seconds; HASH the content hash of files in hex
 //! (shared/src/contenthash.rs, compiled in here too; holes are skipped with
-//! SEEK_DATA/SEEK_HOLE, not read; 0 for other types); LINK the symlink target in hex (`-` for none); GROUP `dev:ino`
-//! for a file with more than one link (`-` otherwise); PATH in hex, relative
+//! SEEK_DATA/SEEK_HOLE, not read; 0 for other types); LINK the symlink
+//! target in hex (`-` for none); GROUP `dev:ino` for anything but a directory
+//! that has more than one link, as Docker's archives make those hard links
+//! (`-` otherwise); PATH in hex, relative
 //! to ROOT (`.` is ROOT itself, `2e`). The last line is `end COUNT`: a listing
 //! without it was cut short. Sockets are left out, as Docker's archives leave
 //! them out. Reading straight from the volume spares the engine from
@@ -58,6 +66,7 @@ mod walk {
     pub fn run(root: &Path, out: &Path) -> io::Result<()> {
         let mut w = BufWriter::with_capacity(1 << 16, File::create(out)?);
         let mut buf = vec![0u8; 1 << 20];
+        writeln!(w, "orca-walk 1 xxh3-128-zero-runs-4k")?;
         let mut count = 0u64;
         let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
         while let Some(rel) = stack.pop() {
@@ -100,7 +109,7 @@ mod walk {
             } else {
                 "-".to_string()
             };
-            let group = if ft.is_file() && meta.nlink() > 1 {
+            let group = if !ft.is_dir() && meta.nlink() > 1 {
                 format!("{}:{}", meta.dev(), meta.ino())
             } else {
                 "-".to_string()
