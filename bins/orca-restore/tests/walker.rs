@@ -24,9 +24,24 @@ fn walk(dir: &Path) -> Tree {
     std::fs::write(&bin, program).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = tmp.path().join("listing");
-    let st = Command::new(&bin).arg(dir).arg(&out).status().unwrap();
+    let st = run(Command::new(&bin).arg(dir).arg(&out)).status;
     assert!(st.success());
     parse_listing(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// Run a program this test just wrote. Another test thread forking while
+/// the file was open for writing holds it open in its child until that
+/// child execs, so exec may see ETXTBSY for a moment: try again.
+fn run(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the program stayed busy (ETXTBSY) for a second");
 }
 
 /// The tree of `tar -cf - -C dir .` (GNU tar, as the engine's archives carry
@@ -147,14 +162,7 @@ fn a_listing_cut_short_or_garbled_is_refused() {
     std::fs::write(&bin, program).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = tmp.path().join("listing");
-    assert!(
-        Command::new(&bin)
-            .arg(&dir)
-            .arg(&out)
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(run(Command::new(&bin).arg(&dir).arg(&out)).status.success());
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(parse_listing(text.as_bytes()).is_ok());
     let cut = text.rsplit_once("end").unwrap().0;
@@ -183,11 +191,7 @@ fn a_listing_cut_short_or_garbled_is_refused() {
     );
     assert!(parse_listing(garbled.as_bytes()).is_err());
     // Unreadable input is the walker's error, not a listing.
-    let st = Command::new(&bin)
-        .arg(tmp.path().join("missing"))
-        .arg(&out)
-        .output()
-        .unwrap();
+    let st = run(Command::new(&bin).arg(tmp.path().join("missing")).arg(&out));
     assert!(!st.status.success());
     assert!(String::from_utf8_lossy(&st.stderr).contains("missing"));
 }
