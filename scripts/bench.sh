@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh: the timed goals, measured against today's method in the same run.
 #
-#   export: `docker run ... busybox tar -czf` (today) vs orca-export gzip and zstd
+#   export: `docker run ... busybox tar -czf` (today) vs orca-export gzip and zstd,
+#           and gzip encrypted (age) against gzip unencrypted
 #   verify: `tar -tzf` vs orca-verify (all checks) on the same archive
 #   restore: `docker run ... sh -c 'rm -rf /volume/* && tar -xzf'` (today) vs
 #           orca-restore (verify, safety copy, compare) and --no-safety-backup,
@@ -74,12 +75,15 @@ say "warming the page cache (so every method reads from memory alike)"
 c=$(docker create -v "$vol:/volume:ro" orca-test-empty:1 /x); docker cp "$c:/volume/." - >/dev/null; docker rm "$c" >/dev/null
 
 mkdir -p "$work/base" "$work/out"
+recipient=$("$bin/orca-keygen" --output "$work/key.txt" 2>/dev/null | sed -n 's/.*"recipient":"\([^"]*\)".*/\1/p')
+[ -n "$recipient" ] || die "orca-keygen gave no recipient"
 for i in $(seq 1 "$runs"); do
     say "export round $i/$runs"
     rm -f "$work/base/base.tar.gz" "$work"/out/*
     timed today docker run --rm --network none -v "$vol:/volume:ro" -v "$work/base:/backup" orca-test-busybox:1 \
         tar -czf /backup/base.tar.gz -C /volume .
     timed gzip "$bin/orca-export" --volume "$vol" --output "$work/out/orca-db-bench.tar.gz"
+    timed gzip_age "$bin/orca-export" --volume "$vol" --output "$work/out/orca-db-enc.tar.gz" --recipient "$recipient"
     timed zstd "$bin/orca-export" --volume "$vol" --output "$work/out/orca-db-bench.tar.zst"
 done
 base_size=$(bytes "$work/base/base.tar.gz")
@@ -127,7 +131,7 @@ rm "$cat_dir"/orca-db-seed.tar.gz*
 for i in $(seq 1 "$runs"); do timed list "$bin/orca-list"; done
 count=$("$bin/orca-list" | grep -o '"count":[0-9]*' | cut -d: -f2)
 
-today=$(wall today); g=$(wall gzip); z=$(wall zstd)
+today=$(wall today); g=$(wall gzip); z=$(wall zstd); ga=$(wall gzip_age)
 tt=$(wall tar_tzf); v=$(wall verify); vt=$(wall verify_today); ttt=$(wall tar_tzf_today)
 l=$(wall list)
 rt=$(wall restore_today); rf=$(wall restore_full); rn=$(wall restore_nosafety)
@@ -141,6 +145,7 @@ cat <<TABLE
 |---|---|---|---|---|---|---|
 | today: \`docker run busybox tar -czf\` | $(spread today) | 1.00 | $base_size | 1.000 | n/a (in the container) | |
 | orca-export gzip -6 | $(spread gzip) | $(ratio "$g" "$today") | $gzip_size | $(ratio "$gzip_size" "$base_size") | $(rss_mib gzip) | $(pass "$(ratio "$g" "$today")" 0.30) (<= 0.30x, size <= 1.02x: $(pass "$(ratio "$gzip_size" "$base_size")" 1.02), RSS <= 64: $(pass "$(rss_mib gzip)" 64)) |
+| orca-export gzip -6, encrypted (age, one X25519 recipient) | $(spread gzip_age) | $(ratio "$ga" "$today") (vs unencrypted: $(ratio "$ga" "$g")) | $(bytes "$work/out/orca-db-enc.tar.gz.age") | $(ratio "$(bytes "$work/out/orca-db-enc.tar.gz.age")" "$base_size") | $(rss_mib gzip_age) | $(pass "$(ratio "$ga" "$g")" 1.05) (<= 1.05x unencrypted, RSS <= 64: $(pass "$(rss_mib gzip_age)" 64)) |
 | orca-export zstd -3 | $(spread zstd) | $(ratio "$z" "$today") | $zstd_size | $(ratio "$zstd_size" "$base_size") | $(rss_mib zstd) | $(pass "$(ratio "$z" "$today")" 0.20) (<= 0.20x, RSS <= 64: $(pass "$(rss_mib zstd)" 64)) |
 | orca-export gzip, volume of $((size_mib / 4)) MiB | | | | | $(rss_mib small_gzip) | RSS flat with volume size |
 

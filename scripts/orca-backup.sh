@@ -23,6 +23,11 @@ Options:
   --auto-cleanup        apply the retention policy after a verified backup
   --description TEXT    keep a description in the backup's manifest
   --tag TAG             tag the backup (repeatable)
+  --encrypt             encrypt (age) to the recipients in config (encryption.recipients)
+  --recipient KEY       encrypt to this age or SSH public key (repeatable)
+  --recipients-file F   encrypt to the recipients listed in F
+  --passphrase          encrypt with a passphrase ($ORCA_PASSPHRASE_FILE, else asked)
+  --identity PATH       let the verify step open the encrypted backup (repeatable)
   --config PATH         config file (default: $ORCA_CONFIG, else ~/.claude-orca/config.json)
   -h, --help            this help
 
@@ -31,7 +36,7 @@ with cargo when needed); else the orca-* tools on PATH.
 USAGE
 }
 
-find_args=() name_args=() export_args=() common=() prune=(--only-if-auto-cleanup)
+find_args=() name_args=() export_args=() verify_args=() common=() prune=(--only-if-auto-cleanup)
 while [ $# -gt 0 ]; do
     case "$1" in
         --name) name_args+=(--name "${2?--name needs a value}"); shift 2 ;;
@@ -42,6 +47,11 @@ while [ $# -gt 0 ]; do
         --auto-cleanup) prune=(); shift ;;
         --description) export_args+=(--description "${2?--description needs a value}"); shift 2 ;;
         --tag) export_args+=(--tag "${2?--tag needs a value}"); shift 2 ;;
+        --encrypt) export_args+=(--encrypt); shift ;;
+        --recipient) export_args+=(--recipient "${2?--recipient needs a value}"); shift 2 ;;
+        --recipients-file) export_args+=(--recipients-file "${2?--recipients-file needs a value}"); shift 2 ;;
+        --passphrase) export_args+=(--passphrase); shift ;;
+        --identity) verify_args+=(--identity "${2?--identity needs a value}"); shift 2 ;;
         --config) common+=(--config "${2?--config needs a value}"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "orca-backup.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -91,6 +101,6 @@ run() { local t="$1"; shift; if [ -n "$bin" ]; then "$bin/$t" "$@"; else "$t" "$
 run orca-find-volume ${common[@]+"${common[@]}"} ${find_args[@]+"${find_args[@]}"} </dev/null \
     | run orca-backup-name ${common[@]+"${common[@]}"} ${name_args[@]+"${name_args[@]}"} \
     | run orca-export ${common[@]+"${common[@]}"} ${export_args[@]+"${export_args[@]}"} \
-    | run orca-verify ${common[@]+"${common[@]}"} \
+    | run orca-verify ${common[@]+"${common[@]}"} ${verify_args[@]+"${verify_args[@]}"} \
     | run orca-prune ${common[@]+"${common[@]}"} ${prune[@]+"${prune[@]}"} \
     | run orca-report

@@ -21,6 +21,8 @@ pub struct Found {
     pub manifest: manifest::Read,
     /// Compression, from the extension.
     pub compression: Compression,
+    /// Encrypted (`.age` after the extension).
+    pub encrypted: bool,
     /// When the file was last modified.
     pub modified: DateTime<Utc>,
     /// The archive.
@@ -114,6 +116,7 @@ pub fn scan(dir: &Path) -> anyhow::Result<Scan> {
         found.backups.push(Found {
             manifest,
             compression: parsed.compression,
+            encrypted: parsed.encrypted,
             modified: mtime(&meta),
             kind: parsed.kind(),
             path,

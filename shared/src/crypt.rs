@@ -333,7 +333,7 @@ pub struct Identities {
     list: Vec<BoxedIdentity>,
     /// Where they came from, for messages (paths, never keys).
     pub sources: Vec<String>,
-    passphrase: bool,
+    passphrase: Option<SecretString>,
     /// Recipients of the X25519 identities (to check that a copy this run
     /// encrypts can be opened again).
     x25519_public: Vec<String>,
@@ -343,7 +343,7 @@ impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identities")
             .field("sources", &self.sources)
-            .field("passphrase", &self.passphrase)
+            .field("passphrase", &self.passphrase.is_some())
             .finish()
     }
 }
@@ -354,7 +354,7 @@ impl Identities {
         Identities {
             list: Vec::new(),
             sources: Vec::new(),
-            passphrase: false,
+            passphrase: None,
             x25519_public: Vec::new(),
         }
     }
@@ -366,7 +366,20 @@ impl Identities {
 
     /// Whether a passphrase is among them.
     pub fn has_passphrase(&self) -> bool {
-        self.passphrase
+        self.passphrase.is_some()
+    }
+
+    /// The passphrase, to encrypt a copy this run makes so that it can open
+    /// it again.
+    pub fn passphrase(&self) -> Option<&SecretString> {
+        self.passphrase.as_ref()
+    }
+
+    /// Whether these open the age file at `path` (its header, checked now).
+    pub fn open_file(&self, path: &Path) -> Result<(), age::DecryptError> {
+        let f = std::fs::File::open(path)?;
+        let d = age::Decryptor::new(io::BufReader::new(f))?;
+        d.decrypt(self.as_age()).map(|_| ())
     }
 
     /// As age wants them.
@@ -382,8 +395,9 @@ impl Identities {
 
     /// Add a passphrase (encrypting and decrypting a copy with the same one).
     pub fn add_passphrase(&mut self, p: SecretString) {
-        self.list.push(Box::new(age::scrypt::Identity::new(p)));
-        self.passphrase = true;
+        self.list
+            .push(Box::new(age::scrypt::Identity::new(p.clone())));
+        self.passphrase = Some(p);
     }
 }
 

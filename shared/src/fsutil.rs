@@ -109,6 +109,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     f.commit(true)
 }
 
+/// Remove an archive and its sidecars (`.sha256`, `.json`), best effort
+/// (an archive this run made and must not leave behind).
+pub fn remove_backup_files(archive: &Path) {
+    let _ = std::fs::remove_file(archive);
+    for suffix in crate::names::SIDECAR_SUFFIXES {
+        let mut s = archive.as_os_str().to_os_string();
+        s.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(s));
+    }
+}
+
 /// The directory holding `path` ("." for a bare file name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

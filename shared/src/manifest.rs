@@ -113,6 +113,20 @@ pub struct Manifest {
     /// (never the password; see [`crate::sapassword`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sa_password: Vec<crate::sapassword::Fingerprint>,
+    /// How the archive is encrypted (absent: it is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionInfo>,
+}
+
+/// What a manifest says of an encrypted archive: public facts only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionInfo {
+    /// `age` (age-encryption.org/v1).
+    pub format: String,
+    /// The recipients' public keys (empty for a passphrase).
+    pub recipients: Vec<String>,
+    /// Encrypted with a passphrase (scrypt).
+    pub passphrase: bool,
 }
 
 /// `<archive>.json`.
@@ -265,6 +279,7 @@ mod tests {
             docker_version: "28".into(),
             verification: None,
             sa_password: vec![],
+            encryption: None,
         }
     }
 

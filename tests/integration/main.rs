@@ -13,6 +13,7 @@ mod archives;
 mod catalog;
 mod common;
 mod crash;
+mod encryption;
 mod engine;
 mod export;
 mod foundation;

@@ -334,3 +334,106 @@ fn ctrl_c_during_a_stop_leaves_the_container_running_on_windows() {
     assert!(helpers_on(&vol.name).is_empty());
     assert!(!out.exists());
 }
+
+/// Encryption from Windows: orca-keygen.exe makes the identity, the export
+/// encrypts to it, the age CLI here opens what Windows wrote, and the Windows
+/// restore decrypts as it streams.
+#[test]
+fn the_windows_build_encrypts_and_decrypts() {
+    let bins = need_wine!();
+    let _relay = relay(&bins, "docker_engine");
+    let home = tempfile::tempdir().unwrap();
+    let vol = TestVolume::named(&unique("orca-test-win-age"));
+    vol.fill_sql_like(2 << 20, 78);
+    let key = home.path().join("keys").join("me.txt");
+    let rec = Run::from_output(
+        wine(&bins, home.path(), "orca-keygen", &["--output", &z(&key)])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let recipient = rec["recipient"].as_str().unwrap().to_string();
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("AGE-SECRET-KEY-1")
+    );
+    let out = home.path().join("backups").join("orca-db-win-age.tar.gz");
+    let rec = Run::from_output(
+        wine(
+            &bins,
+            home.path(),
+            "orca-export",
+            &[
+                "--volume",
+                &vol.name,
+                "--output",
+                &z(&out),
+                "--recipient",
+                &recipient,
+            ],
+        )
+        .output()
+        .unwrap(),
+    )
+    .ok();
+    assert_eq!(rec["encrypted"], true);
+    let archive = home
+        .path()
+        .join("backups")
+        .join("orca-db-win-age.tar.gz.age");
+    assert!(
+        std::fs::read(&archive)
+            .unwrap()
+            .starts_with(b"age-encryption.org/v1\n")
+    );
+    if Command::new("age")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "age -d -i '{}' '{}' | tar -tzf - >/dev/null",
+                key.display(),
+                archive.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(st.success(), "the age CLI cannot open what Windows wrote");
+    }
+    // Without the identity, the Windows restore refuses (14), nothing changed.
+    let target = unique("orca-test-win-age-restored");
+    let _gone = Cleanup(target.clone());
+    Run::from_output(
+        wine(
+            &bins,
+            home.path(),
+            "orca-restore",
+            &[&z(&archive), "--to-new-volume", &target],
+        )
+        .output()
+        .unwrap(),
+    )
+    .fails_with(14);
+    Run::from_output(
+        wine(
+            &bins,
+            home.path(),
+            "orca-restore",
+            &[
+                &z(&archive),
+                "--to-new-volume",
+                &target,
+                "--identity",
+                &z(&key),
+            ],
+        )
+        .output()
+        .unwrap(),
+    )
+    .ok();
+    let d = listing::diff(&listing::of_volume(&vol.name), &listing::of_volume(&target));
+    assert!(d.is_empty(), "{}", d.join("\n"));
+}

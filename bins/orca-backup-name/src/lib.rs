@@ -86,7 +86,14 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         ),
     };
     paths::ensure_private_dir(&dir)?;
-    let path = dir.join(&file_name);
+    let plain = dir.join(&file_name);
+    // The same backup encrypted (`.age`, added by orca-export) is the same name.
+    let encrypted = dir.join(format!("{file_name}{}", orca_shared::crypt::SUFFIX));
+    let path = if plain.symlink_metadata().is_err() && encrypted.symlink_metadata().is_ok() {
+        encrypted
+    } else {
+        plain.clone()
+    };
     let mut overwrite = cli.overwrite || ctx.record.bool("overwrite")?.unwrap_or(false);
     if !overwrite && path.symlink_metadata().is_ok() {
         if path.is_dir() || path.is_symlink() {
@@ -105,7 +112,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             );
         }
     }
-    let path_str = paths::utf8(&path)?.to_string();
+    let path_str = paths::utf8(&plain)?.to_string();
     ctx.record.set("backup_name", &file_name);
     ctx.record.set("backup_path", path_str);
     ctx.record.set("backups_dir", paths::utf8(&dir)?);

@@ -36,7 +36,7 @@ use orca_shared::volume_lock::{self, LockMode, LockRequest};
 use orca_shared::{discover, err, fail, paths};
 
 use crate::pargz::ParGz;
-use crate::sink::{HashingWriter, ThreadedWriter};
+use crate::sink::{FileSink, HashingWriter, ThreadedWriter};
 
 /// Stream a Docker volume, read-only, into a compressed tar archive.
 ///
@@ -84,6 +84,26 @@ pub struct Cli {
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
 
+    /// Encrypt (age) to the recipients in config (encryption.recipients, encryption.recipients_file)
+    #[arg(long)]
+    pub encrypt: bool,
+
+    /// Do not encrypt, even when config says encryption.always
+    #[arg(long)]
+    pub no_encrypt: bool,
+
+    /// Encrypt to this age public key (age1...) or SSH public key (repeatable)
+    #[arg(long = "recipient", short = 'r', value_name = "KEY")]
+    pub recipients: Vec<String>,
+
+    /// Encrypt to the recipients in this file, one per line
+    #[arg(long, value_name = "PATH")]
+    pub recipients_file: Option<PathBuf>,
+
+    /// Encrypt with a passphrase: from the file $ORCA_PASSPHRASE_FILE names, else asked twice on the terminal
+    #[arg(long)]
+    pub passphrase: bool,
+
     /// Flags every orca tool has.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -103,6 +123,8 @@ pub struct ExportOptions {
     /// Level (validated for the compression; zstd's fast levels are
     /// negative, as `zstd --fast=N` is level -N).
     pub level: i32,
+    /// Encrypt (age) to these recipients or this passphrase.
+    pub encryption: Option<std::sync::Arc<orca_shared::crypt::Recipients>>,
     /// Whether replacing an existing archive is allowed.
     pub overwrite: bool,
     /// Stop containers using the volume during the copy.
@@ -180,19 +202,37 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .as_deref()
         .and_then(|p| p.file_name())
         .and_then(|n| n.to_str())
+        .map(|n| n.strip_suffix(orca_shared::crypt::SUFFIX).unwrap_or(n))
         .and_then(Compression::from_file_name);
     let compression = cli
         .compression
         .or(record_compression)
         .or(from_extension)
         .unwrap_or(ctx.config.compression);
+    let encrypt_flags = orca_shared::crypt::EncryptFlags {
+        encrypt: cli.encrypt,
+        no_encrypt: cli.no_encrypt,
+        recipients: cli.recipients.clone(),
+        recipients_file: cli.recipients_file.clone(),
+        passphrase: cli.passphrase,
+    };
+    let encryption = orca_shared::crypt::recipients_for(&encrypt_flags, &ctx.config.encryption)?
+        .map(std::sync::Arc::new);
     let backups_dir = ctx.config.backups_dir()?;
     let output = match output_given {
         Some(p) => p,
         None => backups_dir.join(names::timestamped_name(Local::now(), compression)),
     };
+    // An encrypted archive is named so: `.age` after the compression's
+    // extension (orca-backup-name leaves it to this step).
+    let output = match (&encryption, output.to_str()) {
+        (Some(_), Some(p)) if !p.ends_with(orca_shared::crypt::SUFFIX) => {
+            PathBuf::from(format!("{p}{}", orca_shared::crypt::SUFFIX))
+        }
+        _ => output,
+    };
     paths::utf8(&output)?;
-    check_extension(&output, compression)?;
+    check_extension(&output, compression, encryption.is_some())?;
     let level = cli
         .level
         .unwrap_or_else(|| ctx.config.level_for(compression));
@@ -224,6 +264,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         output,
         compression,
         level: level as i32,
+        encryption,
         overwrite,
         stop: cli.stop || ctx.record.bool("stop")?.unwrap_or(false),
         allow_autoremove: cli.allow_autoremove,
@@ -238,7 +279,10 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let rec = &mut ctx.record;
     rec.set("volume", &opts.volume);
     rec.set("backup_path", paths::utf8(&opts.output)?);
-    if rec.get("backup_name").is_none()
+    let renamed = opts.encryption.is_some()
+        && rec.get("backup_name").and_then(|v| v.as_str())
+            != opts.output.file_name().and_then(|n| n.to_str());
+    if (rec.get("backup_name").is_none() || renamed)
         && let Some(name) = opts.output.file_name().and_then(|n| n.to_str())
     {
         rec.set("backup_name", name);
@@ -264,6 +308,10 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         rec.set("description", d);
     }
     rec.set("tags", &opts.tags);
+    rec.set("encrypted", opts.encryption.is_some());
+    if let Some(e) = &opts.encryption {
+        rec.set("recipients", e.public());
+    }
     ctx.note(format!(
         "wrote {} ({}, {} entries) in {:.1} s",
         opts.output.display(),
@@ -312,9 +360,25 @@ pub fn clean_tags(tags: Vec<String>) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-/// The archive name must end in the compression's extension.
-pub fn check_extension(output: &Path, compression: Compression) -> anyhow::Result<()> {
-    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("");
+/// The archive name must end in the compression's extension, and `.age`
+/// after it exactly when it is encrypted.
+pub fn check_extension(
+    output: &Path,
+    compression: Compression,
+    encrypted: bool,
+) -> anyhow::Result<()> {
+    let full = output.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = match full.strip_suffix(orca_shared::crypt::SUFFIX) {
+        Some(n) if encrypted => n,
+        Some(_) => fail!(
+            Usage,
+            "output {} ends in {} but nothing says to encrypt it: pass --encrypt, --recipient or --passphrase, or choose a name without {}",
+            output.display(),
+            orca_shared::crypt::SUFFIX,
+            orca_shared::crypt::SUFFIX
+        ),
+        None => full,
+    };
     if !name.ends_with(compression.extension())
         || Compression::from_file_name(name) != Some(compression)
     {
@@ -409,14 +473,21 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         .with_context(|| format!("cannot write {}", archive.temp_path().display()))?;
     let estimate = estimate_size(&volume_info);
     let shown = Progress::new(&format!("exporting {}", opts.volume), estimate);
-    let streamed =
-        stream_to(&helper, file, opts.compression, opts.level, &shown).with_context(|| {
-            format!(
-                "cannot export volume '{}' to {}",
-                opts.volume,
-                opts.output.display()
-            )
-        })?;
+    let streamed = stream_to(
+        &helper,
+        file,
+        opts.compression,
+        opts.level,
+        opts.encryption.as_deref(),
+        &shown,
+    )
+    .with_context(|| {
+        format!(
+            "cannot export volume '{}' to {}",
+            opts.volume,
+            opts.output.display()
+        )
+    })?;
     shown.finish();
 
     // The copy is done: give the database back before flushing to disk.
@@ -470,6 +541,14 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         docker_version,
         verification: None,
         sa_password: fingerprints(&opts.volume, &in_use_by),
+        encryption: opts
+            .encryption
+            .as_ref()
+            .map(|e| orca_shared::manifest::EncryptionInfo {
+                format: "age".into(),
+                recipients: e.public().to_vec(),
+                passphrase: e.is_passphrase(),
+            }),
     };
     let mut manifest_file = AtomicFile::create(&manifest_path)?;
     manifest_file
@@ -564,15 +643,25 @@ pub struct Streamed {
 }
 
 enum Encoder {
-    Gzip(ParGz<HashingWriter<File>>),
-    Zstd(zstd::stream::write::Encoder<'static, ThreadedWriter<HashingWriter<File>>>),
-    Plain(ThreadedWriter<HashingWriter<File>>),
+    Gzip(ParGz<FileSink>),
+    Zstd(zstd::stream::write::Encoder<'static, ThreadedWriter<FileSink>>),
+    Plain(ThreadedWriter<FileSink>),
 }
 
 impl Encoder {
-    fn new(compression: Compression, level: i32, file: File) -> io::Result<Encoder> {
+    fn new(
+        compression: Compression,
+        level: i32,
+        file: File,
+        encryption: Option<&orca_shared::crypt::Recipients>,
+    ) -> io::Result<Encoder> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let sink = HashingWriter::new(file);
+        // Encrypted, the age header is the file's first write: no byte of
+        // the volume ever reaches the disk in the clear.
+        let sink = match encryption {
+            Some(r) => FileSink::Age(Box::new(r.wrap(HashingWriter::new(file))?)),
+            None => FileSink::Plain(HashingWriter::new(file)),
+        };
         Ok(match compression {
             Compression::Gzip => Encoder::Gzip(ParGz::new(sink, level.max(1) as u32, threads)?),
             Compression::Zstd => {
@@ -598,9 +687,9 @@ impl Encoder {
 
     fn finish(self) -> io::Result<HashingWriter<File>> {
         match self {
-            Encoder::Gzip(w) => w.finish(),
-            Encoder::Zstd(w) => w.finish()?.finish(),
-            Encoder::Plain(w) => w.finish(),
+            Encoder::Gzip(w) => w.finish()?.finish(),
+            Encoder::Zstd(w) => w.finish()?.finish()?.finish(),
+            Encoder::Plain(w) => w.finish()?.finish(),
         }
     }
 }
@@ -611,6 +700,7 @@ pub fn stream_to(
     file: File,
     compression: Compression,
     level: i32,
+    encryption: Option<&orca_shared::crypt::Recipients>,
     shown: &Progress,
 ) -> anyhow::Result<Streamed> {
     let mut source = ArchiveReader::open(
@@ -618,7 +708,8 @@ pub fn stream_to(
         &format!("{}/.", docker::MOUNT_PATH),
         Mode::Interruptible,
     )?;
-    let mut encoder = Encoder::new(compression, level, file).context("cannot start compressing")?;
+    let mut encoder =
+        Encoder::new(compression, level, file, encryption).context("cannot start compressing")?;
     let mut scanner = Scanner::new(());
     let mut first = true;
     loop {

@@ -45,6 +45,48 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// The end of the chain: the file, hashed (SHA-256 of what is on disk), with
+/// age encryption in front of it when the archive is encrypted.
+pub enum FileSink {
+    /// Compressed bytes straight to the file.
+    Plain(HashingWriter<std::fs::File>),
+    /// Compressed bytes encrypted, then to the file.
+    Age(Box<age::stream::StreamWriter<HashingWriter<std::fs::File>>>),
+}
+
+impl FileSink {
+    /// Finish (the age stream's last chunk) and return the hashing writer.
+    pub fn finish(self) -> io::Result<HashingWriter<std::fs::File>> {
+        match self {
+            FileSink::Plain(w) => Ok(w),
+            FileSink::Age(w) => w.finish(),
+        }
+    }
+}
+
+impl Write for FileSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            FileSink::Plain(w) => w.write(buf),
+            FileSink::Age(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            FileSink::Plain(w) => w.write_all(buf),
+            FileSink::Age(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            FileSink::Plain(w) => w.flush(),
+            FileSink::Age(w) => w.flush(),
+        }
+    }
+}
+
 const CHUNK: usize = 1 << 20;
 const SLOTS: usize = 4;
 

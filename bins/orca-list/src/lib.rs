@@ -46,6 +46,10 @@ pub struct Cli {
     #[arg(long)]
     pub verify: bool,
 
+    /// With --verify: what opens encrypted backups.
+    #[command(flatten)]
+    pub keys: orca_verify::KeyArgs,
+
     /// json (one record) or table (aligned text for people)
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
@@ -127,6 +131,10 @@ pub struct Listed {
     /// The backup was taken under another `sa` password than the containers
     /// on its volume use now (null: cannot tell).
     pub password_differs: Option<bool>,
+    /// Encrypted (age), from its name (`.age`).
+    pub encrypted: bool,
+    /// Who it is encrypted to (from the manifest: public keys only).
+    pub recipients: Vec<String>,
 }
 
 /// A restore that was interrupted and waits for --resume or --rollback.
@@ -167,6 +175,11 @@ fn listed(b: &Found) -> anyhow::Result<Listed> {
         verified_at: v.map(|v| v.verified_at.clone()),
         failed_checks: v.map(|v| v.failed_checks.clone()).unwrap_or_default(),
         password_differs: None,
+        encrypted: b.encrypted,
+        recipients: m
+            .and_then(|m| m.encryption.as_ref())
+            .map(|e| e.recipients.clone())
+            .unwrap_or_default(),
         has_checksum: b
             .sidecars
             .iter()
@@ -245,14 +258,20 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         backups.push((b, listed(b)?));
     }
     let mut failed = Vec::new();
+    let mut unopened = Vec::new();
     if cli.verify {
         let opts = orca_verify::Options {
             min_size_mb: ctx.config.min_size_warning_mb,
             expected_sha256: None,
             update_manifest: true,
+            identities: Some(cli.keys.load(ctx)?),
         };
         for (b, entry) in &mut backups {
             let report = orca_verify::verify(&b.path, &opts, ())?;
+            if let Some(msg) = &report.decryption_error {
+                warnings.push(msg.clone());
+                unopened.push(entry.name.clone());
+            }
             entry.verified = Some(report.verified);
             entry.verified_at = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
             entry.failed_checks = report
@@ -337,6 +356,15 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             failed.len(),
             listed.len(),
             failed.join(", ")
+        );
+    }
+    if !unopened.is_empty() {
+        fail!(
+            DecryptionFailed,
+            "{} of {} backups could not be verified, being encrypted to keys not given: {} (pass --identity for them)",
+            unopened.len(),
+            listed.len(),
+            unopened.join(", ")
         );
     }
     Ok(())

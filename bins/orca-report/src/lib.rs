@@ -101,9 +101,31 @@ pub fn main() -> ExitCode {
     eprintln!("✅ Backup complete!");
     eprintln!("  Path: {path}");
     eprintln!("  Size: {size}");
+    let content_checked = record
+        .get("checks")
+        .and_then(|c| c.as_array())
+        .and_then(|c| c.iter().find(|c| c["name"] == "integrity"))
+        .is_none_or(|c| c["status"] != "skipped");
     if record.bool("verified").ok().flatten() == Some(true) {
         let entries = record.u64("entries").ok().flatten().unwrap_or(0);
-        eprintln!("  Verified: yes ({entries} entries, checksum and structure checked)");
+        if content_checked {
+            eprintln!("  Verified: yes ({entries} entries, checksum and structure checked)");
+        } else {
+            eprintln!(
+                "  Verified: checksum only (encrypted; give the verify step --identity to check the content)"
+            );
+        }
+    }
+    if record.bool("encrypted").ok().flatten() == Some(true) {
+        let to = record
+            .get("recipients")
+            .and_then(|r| r.as_array())
+            .map_or(0, Vec::len);
+        if to == 0 {
+            eprintln!("  Encrypted: yes (age, passphrase)");
+        } else {
+            eprintln!("  Encrypted: yes (age, {to} recipient(s))");
+        }
     }
     if record.bool("consistent").ok().flatten() == Some(false) {
         eprintln!(

@@ -94,6 +94,10 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["archive", "to_new_volume", "dry_run", "no_safety_backup"])]
     pub rollback: bool,
 
+    /// What opens an encrypted archive (and an encrypted safety copy).
+    #[command(flatten)]
+    pub keys: orca_verify::KeyArgs,
+
     /// Flags every orca tool has.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -148,6 +152,8 @@ struct Work<'a> {
     journal_path: PathBuf,
     /// Whether the volume may have changed (emptying began).
     touched: bool,
+    /// What opens encrypted archives and safety copies.
+    ids: std::sync::Arc<orca_shared::crypt::Identities>,
 }
 
 impl Work<'_> {
@@ -206,15 +212,16 @@ impl Work<'_> {
         } else {
             "rollback-extracting"
         };
-        let sha = volume::extract(
-            self.tool,
-            &self.info.name,
-            &self.image,
+        let sha = volume::extract(&volume::Extraction {
+            tool: self.tool,
+            volume: &self.info.name,
+            image: &self.image,
             archive,
-            want.nodes.get(&b"."[..]),
+            root: want.nodes.get(&b"."[..]),
             mode,
             point,
-        )?;
+            ids: &self.ids,
+        })?;
         if sha != verified_sha {
             fail!(
                 VerificationFailed,
@@ -248,6 +255,7 @@ impl Work<'_> {
         }
         let opts = orca_verify::Options {
             expected_sha256: safety_sha.map(String::from),
+            identities: Some(self.ids.clone()),
             ..orca_verify::Options::default()
         };
         let report = orca_verify::verify(safety, &opts, TreeBuilder::default())?;
@@ -321,10 +329,12 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
 
     // 1. Verify and scan before touching anything.
     ctx.note(format!("verifying {}", archive.display()));
+    let ids = cli.keys.load(ctx)?;
     let opts = orca_verify::Options {
         min_size_mb: ctx.config.min_size_warning_mb,
         expected_sha256: record_sha,
         update_manifest: true,
+        identities: Some(ids.clone()),
     };
     let report = orca_verify::verify(&archive, &opts, Prescan::default())?;
     for w in &report.warnings {
@@ -336,6 +346,8 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             "refusing to restore: {msg}; nothing was changed"
         );
     }
+    refuse_unopened(&report)?;
+    let archive_encrypted = report.encryption.is_some();
     let verified_sha = report.sha256.clone().unwrap_or_default();
     let want = report.visitor.tree.finish();
 
@@ -368,8 +380,13 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let password_differs = password_check(ctx, manifest.manifest(), &users);
     ctx.record.set("password_differs", password_differs);
 
+    let safety_encryption = if !new_volume && !cli.no_safety_backup && !cli.dry_run {
+        safety_encryption(ctx, &ids, archive_encrypted)?
+    } else {
+        None
+    };
     let safety_path = (!new_volume && !cli.no_safety_backup)
-        .then(|| safety_name(&backups_dir, Compression::Zstd));
+        .then(|| safety_name(&backups_dir, Compression::Zstd, safety_encryption.is_some()));
     let active: Vec<ContainerRef> = users.iter().filter(|c| c.is_active()).cloned().collect();
     let plan = Plan {
         volume: target.clone(),
@@ -482,6 +499,7 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         },
         journal_path: journal_path.clone(),
         touched: false,
+        ids: ids.clone(),
     };
     work.journal.save(&journal_path)?;
     let quit = interrupt::quit_as(
@@ -509,6 +527,7 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 output: path.clone(),
                 compression: Compression::Zstd,
                 level: SAFETY_LEVEL,
+                encryption: safety_encryption.clone(),
                 overwrite: false,
                 stop: false,
                 allow_autoremove: false,
@@ -523,6 +542,18 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 tags: vec!["pre-restore".to_string()],
             })
             .context("cannot make the safety backup")?;
+            // An encrypted safety copy that this run could not open again
+            // would make the rollback impossible: refuse now, unchanged.
+            if safety_encryption.is_some()
+                && let Err(e) = work.ids.open_file(path)
+            {
+                orca_shared::fsutil::remove_backup_files(path);
+                let (_, why) = orca_shared::crypt::explain(&e, &work.ids, &[]);
+                fail!(
+                    DecryptionFailed,
+                    "the safety copy is encrypted to encryption.recipients, but no identity given opens it ({why}): pass --identity with the key of one of those recipients, or --no-safety-backup"
+                );
+            }
             work.journal.safety_sha256 = Some(saved.sha256);
             work.journal.save(&journal_path)?;
             ctx.record.set("safety_backup", paths::utf8(path)?);
@@ -661,6 +692,7 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
 
 /// `--resume` / `--rollback`: finish a restore its journal says was interrupted.
 fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let ids = cli.keys.load(ctx)?;
     let backups_dir = ctx.config.backups_dir()?;
     let volume = match cli.volume.clone() {
         Some(v) => v,
@@ -727,7 +759,7 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .set("recovered", if cli.resume { "resume" } else { "rollback" });
     ctx.record.set("rolled_back", false);
     ctx.record.set("journal", paths::utf8(&journal_path)?);
-    let outcome = recover_locked(&cli, ctx, j, &journal_path, image);
+    let outcome = recover_locked(&cli, ctx, j, &journal_path, image, ids);
     match outcome {
         Ok((stopped, work, rolled_back)) => {
             let mut stopped = stopped;
@@ -821,6 +853,7 @@ fn recover_locked(
     j: Journal,
     journal_path: &Path,
     image: String,
+    ids: std::sync::Arc<orca_shared::crypt::Identities>,
 ) -> Result<Recovered, Unrecovered> {
     let volume = j.volume.clone();
     let info = match docker::volume_inspect(&volume) {
@@ -881,6 +914,7 @@ fn recover_locked(
         journal: j.clone(),
         journal_path: journal_path.to_path_buf(),
         touched: j.phase.changed(),
+        ids,
     };
     let result: anyhow::Result<Option<String>> = if cli.rollback {
         if !j.phase.changed() {
@@ -931,6 +965,7 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
         min_size_mb: 0,
         expected_sha256: Some(j.archive_sha256.clone()),
         update_manifest: false,
+        identities: Some(work.ids.clone()),
     };
     let report = orca_verify::verify(&archive, &opts, Prescan::default())?;
     if let Some(msg) = report.failure_message() {
@@ -939,6 +974,7 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
             "cannot resume: {msg} (the archive must be the one the restore started with)"
         );
     }
+    refuse_unopened(&report)?;
     let want = report.visitor.tree.finish();
     // A safety copy that never completed is made now, while the volume is
     // still untouched.
@@ -947,8 +983,18 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
         && j.safety_sha256.is_none()
     {
         let safety = PathBuf::from(safety);
-        let path = if safety.exists() {
-            safety_name(orca_shared::fsutil::parent_dir(&safety), Compression::Zstd)
+        let encryption = safety_encryption(ctx, &work.ids, report.encryption.is_some())?;
+        let path = if safety.exists()
+            || safety
+                .to_string_lossy()
+                .ends_with(orca_shared::crypt::SUFFIX)
+                != encryption.is_some()
+        {
+            safety_name(
+                orca_shared::fsutil::parent_dir(&safety),
+                Compression::Zstd,
+                encryption.is_some(),
+            )
         } else {
             safety
         };
@@ -958,6 +1004,7 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
             output: path.clone(),
             compression: Compression::Zstd,
             level: SAFETY_LEVEL,
+            encryption,
             overwrite: false,
             stop: false,
             allow_autoremove: false,
@@ -1014,6 +1061,60 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
             }
         }
     }
+}
+
+/// An encrypted archive must be opened to be restored: no identity, or none
+/// that fits, is exit 14 before anything changes.
+fn refuse_unopened<V>(report: &orca_verify::Report<V>) -> anyhow::Result<()> {
+    if let Some(msg) = &report.decryption_error {
+        fail!(DecryptionFailed, "{msg}; nothing was changed");
+    }
+    if let Some(e) = &report.encryption
+        && e.state != orca_verify::decode::Opening::Opened
+    {
+        fail!(
+            DecryptionFailed,
+            "cannot restore {}: it is encrypted (age) and no identity was given: pass --identity FILE (or set encryption.identity_file or {}; --passphrase for a passphrase); nothing was changed",
+            report.path.display(),
+            orca_shared::crypt::IDENTITY_ENV
+        );
+    }
+    Ok(())
+}
+
+/// How the safety copy is encrypted: to the configured recipients when there
+/// are some (the copy holds the database as much as a backup does), else
+/// with the archive's passphrase when one was given; in the clear otherwise,
+/// with a warning when the archive itself was encrypted.
+fn safety_encryption(
+    ctx: &Ctx,
+    ids: &orca_shared::crypt::Identities,
+    archive_encrypted: bool,
+) -> anyhow::Result<Option<std::sync::Arc<orca_shared::crypt::Recipients>>> {
+    let cfg = &ctx.config.encryption;
+    let configured = !cfg.recipients.is_empty()
+        || cfg
+            .recipients_file
+            .as_deref()
+            .is_some_and(|f| !f.trim().is_empty());
+    if configured {
+        let flags = orca_shared::crypt::EncryptFlags {
+            encrypt: true,
+            ..Default::default()
+        };
+        return Ok(orca_shared::crypt::recipients_for(&flags, cfg)?.map(std::sync::Arc::new));
+    }
+    if let Some(p) = ids.passphrase() {
+        return Ok(Some(std::sync::Arc::new(
+            orca_shared::crypt::Recipients::passphrase(p.clone()),
+        )));
+    }
+    if archive_encrypted {
+        ctx.warn(
+            "the safety copy of the current contents will not be encrypted (no encryption.recipients in config): it holds the database in the clear until it is pruned; set encryption.recipients to encrypt safety copies too",
+        );
+    }
+    Ok(None)
 }
 
 /// The one volume with an interrupted restore (engine-wide, or in this
@@ -1110,7 +1211,16 @@ fn held_back(stopped: StoppedContainers) -> String {
 }
 
 /// `orca-db-pre-restore-<time>[-N]<ext>`: a name no file has yet.
-fn safety_name(dir: &Path, compression: Compression) -> PathBuf {
+fn safety_name(dir: &Path, compression: Compression, encrypted: bool) -> PathBuf {
+    let ext = format!(
+        "{}{}",
+        compression.extension(),
+        if encrypted {
+            orca_shared::crypt::SUFFIX
+        } else {
+            ""
+        }
+    );
     let stem = format!(
         "{}pre-restore-{}",
         names::PREFIX,
@@ -1119,9 +1229,9 @@ fn safety_name(dir: &Path, compression: Compression) -> PathBuf {
     let mut n = 1;
     loop {
         let name = if n == 1 {
-            format!("{stem}{}", compression.extension())
+            format!("{stem}{ext}")
         } else {
-            format!("{stem}-{n}{}", compression.extension())
+            format!("{stem}-{n}{ext}")
         };
         let path = dir.join(name);
         if path.symlink_metadata().is_err() {

@@ -122,19 +122,40 @@ pub fn empty(
     )
 }
 
-/// Extract `archive` into the volume (the stream checked again as it goes)
-/// and give the volume root the archive's owner and mode (`root`, from the
-/// verified tree). Returns the archive's SHA-256 as read this time. `point`
-/// names the test point reached after the first MiB.
-pub fn extract(
-    tool: &str,
-    volume: &str,
-    image: &str,
-    archive: &Path,
-    root: Option<&Node>,
-    mode: Mode,
-    point: &str,
-) -> anyhow::Result<String> {
+/// What [`extract`] puts where.
+pub struct Extraction<'a> {
+    /// The tool, for helper labels and messages.
+    pub tool: &'a str,
+    /// The target volume.
+    pub volume: &'a str,
+    /// The helper image.
+    pub image: &'a str,
+    /// The archive (verified already).
+    pub archive: &'a Path,
+    /// The archive's `./` entry, from the verified tree.
+    pub root: Option<&'a Node>,
+    /// Whether Ctrl-C ends it.
+    pub mode: Mode,
+    /// The test point reached after the first MiB.
+    pub point: &'a str,
+    /// What opens an encrypted archive.
+    pub ids: &'a orca_shared::crypt::Identities,
+}
+
+/// Extract the archive into the volume (the stream checked again as it goes)
+/// and give the volume root the archive's owner and mode. Returns the
+/// archive's SHA-256 as read this time.
+pub fn extract(x: &Extraction) -> anyhow::Result<String> {
+    let Extraction {
+        tool,
+        volume,
+        image,
+        archive,
+        root,
+        mode,
+        point,
+        ids,
+    } = *x;
     let helper = HelperContainer::create(tool, image, volume, true)?;
     let sink = ArchiveWriter::open(helper.id(), docker::MOUNT_PATH, mode)?;
     let mut tap = TestPointAfter {
@@ -142,7 +163,7 @@ pub fn extract(
         written: 0,
         point,
     };
-    let decoded = orca_verify::decode::decode_tee(archive, (), Some(&mut tap))
+    let decoded = orca_verify::decode::decode_tee(archive, (), Some(&mut tap), ids)
         .with_context(|| format!("cannot read {}", archive.display()))?;
     let sink = tap.inner;
     if let Some(e) = decoded.tap_error {

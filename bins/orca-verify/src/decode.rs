@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread;
 
+use orca_shared::crypt::Identities;
 use orca_shared::fsutil::read_full;
 use orca_shared::tarscan::{Scanner, Summary, Visitor};
 use sha2::{Digest, Sha256};
@@ -102,21 +103,47 @@ pub struct Decoded<V> {
     pub tap_error: Option<io::Error>,
     /// Things a person should know that do not make the archive damaged.
     pub warnings: Vec<String>,
+    /// For an age file: how it is encrypted and whether it was opened.
+    pub encryption: Option<Encryption>,
+}
+
+/// An age-encrypted archive, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// ASCII-armored (`age -a`).
+    pub armored: bool,
+    /// Encrypted with a passphrase (scrypt) rather than to recipients.
+    pub passphrase: bool,
+    /// What happened when opening it.
+    pub state: Opening,
+}
+
+/// Whether an age file could be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opening {
+    /// Decrypted: every check ran on the content.
+    Opened,
+    /// No identity or passphrase was given: only the header was checked.
+    NoIdentity,
+    /// It could not be opened: the kind (decryption failed, or damaged) and why.
+    Failed(orca_shared::exit::ErrorKind, String),
 }
 
 /// Read `path` through: hash it, decompress it, scan the tar with `visitor`.
 /// I/O errors opening or reading the file are returned as `Err`; a damaged
 /// archive is an `Ok` with `integrity: Err(why)`.
-pub fn decode<V: Visitor>(path: &Path, visitor: V) -> io::Result<Decoded<V>> {
-    decode_tee(path, visitor, None)
+pub fn decode<V: Visitor>(path: &Path, visitor: V, ids: &Identities) -> io::Result<Decoded<V>> {
+    decode_tee(path, visitor, None, ids)
 }
 
 /// Like [`decode`], also writing the decompressed tar stream to `tap` (as it
 /// is verified, so a damaged archive stops the tap where the damage starts).
+/// An age file is decrypted with `ids` on the way.
 pub fn decode_tee<V: Visitor>(
     path: &Path,
     visitor: V,
     tap: Option<&mut dyn Write>,
+    ids: &Identities,
 ) -> io::Result<Decoded<V>> {
     let mut file = File::open(path)?;
     let (tx, rx) = sync_channel::<Vec<u8>>(4);
@@ -162,7 +189,7 @@ pub fn decode_tee<V: Visitor>(
             tap_error: None,
             warnings: Vec::new(),
         };
-        let (format, members, integrity) = decode_stream(&mut chunks, &mut sink);
+        let (format, members, integrity, encryption) = decode_outer(&mut chunks, &mut sink, ids);
         let Sink {
             scanner,
             tap_error,
@@ -189,6 +216,7 @@ pub fn decode_tee<V: Visitor>(
             visitor,
             tap_error,
             warnings,
+            encryption,
         })
     })
 }
@@ -262,13 +290,114 @@ impl Read for ChunkReader<'_> {
     }
 }
 
+type Outcome = (Option<Format>, u64, Result<(), String>, Option<Encryption>);
+
+/// An age file is opened and its plaintext decoded; anything else decoded.
+fn decode_outer<V: Visitor>(
+    chunks: &mut Chunks,
+    sink: &mut Sink<'_, V>,
+    ids: &Identities,
+) -> Outcome {
+    let Some(first) = chunks.next() else {
+        return (None, 0, Err("the file is empty".into()), None);
+    };
+    let Some(armored) = orca_shared::crypt::detect(&first) else {
+        let (f, m, r) = decode_stream(first, chunks, sink);
+        return (f, m, r, None);
+    };
+    let raw = ChunkReader {
+        chunks,
+        current: first,
+        pos: 0,
+    };
+    let reader: Box<dyn Read + Send + '_> = if armored {
+        Box::new(age::armor::ArmoredReader::new(raw))
+    } else {
+        Box::new(raw)
+    };
+    let mut enc = Encryption {
+        armored,
+        passphrase: false,
+        state: Opening::Opened,
+    };
+    let decryptor = match age::Decryptor::new(reader) {
+        Ok(d) => d,
+        Err(e) => {
+            let why = format!("the age header is damaged ({e})");
+            enc.state = Opening::Failed(
+                orca_shared::exit::ErrorKind::VerificationFailed,
+                why.clone(),
+            );
+            return (None, 0, Err(why), Some(enc));
+        }
+    };
+    enc.passphrase = decryptor.is_scrypt();
+    if ids.is_empty() {
+        enc.state = Opening::NoIdentity;
+        return (
+            None,
+            0,
+            Err("encrypted (age) and no identity was given: the content was not checked".into()),
+            Some(enc),
+        );
+    }
+    let plain = match decryptor.decrypt(ids.as_age()) {
+        Ok(r) => r,
+        Err(e) => {
+            let (kind, why) = orca_shared::crypt::explain(&e, ids, &[]);
+            enc.state = Opening::Failed(kind, why.clone());
+            return (None, 0, Err(why), Some(enc));
+        }
+    };
+    // Decrypt on a thread of its own, in 1 MiB chunks, while the plaintext
+    // is decompressed and scanned here.
+    let (tx, rx) = sync_channel::<Vec<u8>>(4);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(6);
+    for _ in 0..5 {
+        let _ = free_tx.send(vec![0u8; CHUNK]);
+    }
+    let (format, members, result, decrypted) = thread::scope(|scope| {
+        let decrypting = scope.spawn(move || -> io::Result<()> {
+            let mut plain = plain;
+            loop {
+                let mut buf = free_rx.recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                buf.resize(CHUNK, 0);
+                let n = read_full(&mut plain, &mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                if tx.send(buf).is_err() {
+                    return Ok(()); // the decoder stopped (damage it reports)
+                }
+            }
+        });
+        let mut inner = Chunks { rx, free: free_tx };
+        let (format, members, result) = match inner.next() {
+            Some(first) => decode_stream(first, &mut inner, sink),
+            None => (None, 0, Err("the encrypted archive is empty".into())),
+        };
+        drop(inner);
+        let decrypted = decrypting
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the decrypting thread panicked")));
+        (format, members, result, decrypted)
+    });
+    // Damage to the ciphertext explains whatever the decoder saw after it.
+    let result = match decrypted {
+        Err(e) => Err(format!(
+            "the encrypted payload is damaged or truncated ({e}): it does not decrypt to what was encrypted"
+        )),
+        Ok(()) => result,
+    };
+    (format, members, result, Some(enc))
+}
+
 fn decode_stream<V: Visitor>(
+    first: Vec<u8>,
     chunks: &mut Chunks,
     sink: &mut Sink<'_, V>,
 ) -> (Option<Format>, u64, Result<(), String>) {
-    let Some(first) = chunks.next() else {
-        return (None, 0, Err("the file is empty".into()));
-    };
     let format = Format::detect(&first);
     let (members, result) = match format {
         None => (

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
+use orca_shared::crypt::Identities;
 use orca_shared::tarscan::{Entry, EntryType, Visitor};
 use orca_shared::{fail, paths};
 use serde::Serialize;
@@ -42,6 +43,10 @@ pub struct Cli {
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
 
+    /// Decryption: identities and passphrase.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
     /// Flags every orca tool has.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -51,6 +56,33 @@ orca_shared::tool_args!(
     Cli,
     stdin = |cli: &Cli| orca_shared::app::archive_stdin(cli.archive.as_deref())
 );
+
+/// The flags that open encrypted archives (orca-verify, orca-restore,
+/// orca-list).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KeyArgs {
+    /// An age identity file or SSH private key to decrypt with (repeatable) [default: $ORCA_IDENTITY, else config encryption.identity_file]
+    #[arg(long = "identity", short = 'i', value_name = "PATH")]
+    pub identities: Vec<PathBuf>,
+
+    /// Also try a passphrase: from the file $ORCA_PASSPHRASE_FILE names, else asked on the terminal
+    #[arg(long)]
+    pub passphrase: bool,
+}
+
+impl KeyArgs {
+    /// The identities these flags, the environment and the config give.
+    pub fn load(&self, ctx: &Ctx) -> anyhow::Result<std::sync::Arc<Identities>> {
+        let flags = orca_shared::crypt::DecryptFlags {
+            identities: self.identities.clone(),
+            passphrase: self.passphrase,
+        };
+        Ok(std::sync::Arc::new(orca_shared::crypt::identities_for(
+            &flags,
+            &ctx.config.encryption,
+        )?))
+    }
+}
 
 /// One check's outcome.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -109,6 +141,9 @@ pub struct Options {
     pub expected_sha256: Option<String>,
     /// Record the result in the archive's manifest (when it has a valid one).
     pub update_manifest: bool,
+    /// What opens encrypted archives (none: only their header and checksum
+    /// are checked).
+    pub identities: Option<std::sync::Arc<Identities>>,
 }
 
 /// The verification of one archive.
@@ -136,6 +171,11 @@ pub struct Report<V> {
     pub database_files: u64,
     /// The caller's visitor after the scan.
     pub visitor: V,
+    /// For an encrypted archive: how, and whether it was opened.
+    pub encryption: Option<decode::Encryption>,
+    /// Why an encrypted archive could not be checked: no identity or none
+    /// that opens it (exit 14, not damage).
+    pub decryption_error: Option<String>,
 }
 
 impl<V> Report<V> {
@@ -217,6 +257,8 @@ pub fn verify<V: Visitor + Send>(
         content_bytes: 0,
         database_files: 0,
         visitor,
+        encryption: None,
+        decryption_error: None,
     };
     let meta = match std::fs::metadata(path) {
         Ok(m) if m.is_file() => m,
@@ -258,14 +300,62 @@ pub fn verify<V: Visitor + Send>(
         mdf: 0,
         ldf: 0,
     };
-    let decoded = decode::decode(path, counting)
+    let none = Identities::none();
+    let ids = opts.identities.as_deref().unwrap_or(&none);
+    let decoded = decode::decode(path, counting, ids)
         .with_context(|| format!("cannot read {}", path.display()))?;
+    report.encryption = decoded.encryption.clone();
+    let locked = matches!(
+        decoded.encryption,
+        Some(decode::Encryption {
+            state: decode::Opening::NoIdentity,
+            ..
+        })
+    );
+    if let Some(decode::Encryption {
+        state: decode::Opening::Failed(orca_shared::exit::ErrorKind::DecryptionFailed, why),
+        ..
+    }) = &decoded.encryption
+    {
+        let recipients: Vec<String> = orca_shared::manifest::read(path)
+            .manifest()
+            .and_then(|m| m.encryption.as_ref())
+            .map(|e| e.recipients.clone())
+            .unwrap_or_default();
+        let to = if recipients.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (its manifest says it is encrypted to {})",
+                recipients.join(", ")
+            )
+        };
+        report.decryption_error = Some(format!("cannot open {}: {why}{to}", path.display()));
+    }
     let Counting { inner, mdf, ldf } = decoded.visitor;
     report.visitor = inner;
     report.format = decoded.format;
     report.sha256 = Some(decoded.sha256.clone());
     report.warnings.extend(decoded.warnings.iter().cloned());
+    let opened_note = match &decoded.encryption {
+        Some(e) if e.state == decode::Opening::Opened => {
+            if e.passphrase {
+                "age (passphrase) over "
+            } else {
+                "age over "
+            }
+        }
+        _ => "",
+    };
     match &decoded.integrity {
+        _ if locked => report.checks.push(Check::skipped(
+            "integrity",
+            "skipped: encrypted, no identity (the age header was read; the content was not)",
+        )),
+        _ if report.decryption_error.is_some() => report.checks.push(Check::skipped(
+            "integrity",
+            "skipped: encrypted, and no identity given opens it",
+        )),
         Ok(summary) => {
             report.entries = summary.entries;
             report.uncompressed_bytes = summary.tar_bytes;
@@ -279,7 +369,7 @@ pub fn verify<V: Visitor + Send>(
             report.checks.push(Check::pass(
                 "integrity",
                 format!(
-                    "{fmt}{members}: {} entries, {} bytes of tar, end-of-archive marker present",
+                    "{opened_note}{fmt}{members}: {} entries, {} bytes of tar, end-of-archive marker present",
                     summary.entries, summary.tar_bytes
                 ),
             ));
@@ -295,7 +385,11 @@ pub fn verify<V: Visitor + Send>(
     ));
 
     report.database_files = mdf + ldf;
-    if decoded.integrity.is_err() {
+    if locked || report.decryption_error.is_some() {
+        report
+            .checks
+            .push(Check::skipped("content", "skipped: encrypted, no identity"));
+    } else if decoded.integrity.is_err() {
         report.checks.push(Check::skipped(
             "content",
             "the archive could not be read through",
@@ -318,10 +412,25 @@ pub fn verify<V: Visitor + Send>(
     let manifest = orca_shared::manifest::read(path);
     let check = manifest_check(&manifest, &report, decoded.integrity.is_ok());
     report.checks.push(check);
+    // Encrypted and not opened: verified only when the bytes are the ones
+    // exported (a checksum to compare with).
+    if locked
+        && report
+            .checks
+            .iter()
+            .any(|c| c.name == "checksum" && c.status != "pass")
+        && report.decryption_error.is_none()
+    {
+        report.decryption_error = Some(format!(
+            "cannot verify {}: it is encrypted (age), no identity was given, and there is no checksum (.sha256 file or record) to compare it with: pass --identity FILE (or set encryption.identity_file or {}) to check its content",
+            path.display(),
+            orca_shared::crypt::IDENTITY_ENV
+        ));
+    }
     if let Some(w) = manifest.warning() {
         report.warnings.push(w.to_string());
     }
-    report.verified = report.checks.iter().all(|c| c.ok);
+    report.verified = report.checks.iter().all(|c| c.ok) && report.decryption_error.is_none();
     if opts.update_manifest
         && let Some(m) = manifest.manifest()
     {
@@ -357,6 +466,24 @@ fn manifest_check<V>(
         Read::Valid(m) => m,
     };
     if !readable {
+        // The file's hash can still be held to the manifest's.
+        if let Some(sha) = &report.sha256
+            && report.encryption.is_some()
+        {
+            if !m.sha256.eq_ignore_ascii_case(sha) {
+                return Check::fail(
+                    "manifest",
+                    format!("SHA-256 {sha}, the manifest says {}", m.sha256),
+                );
+            }
+            return Check::pass(
+                "manifest",
+                format!(
+                    "SHA-256 matches the manifest of {} (content not read: encrypted)",
+                    m.created_at
+                ),
+            );
+        }
         return Check::skipped("manifest", "the archive could not be read through");
     }
     let mut wrong = Vec::new();
@@ -499,6 +626,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         min_size_mb: ctx.config.min_size_warning_mb,
         expected_sha256: cli.sha256.or(record_sha),
         update_manifest: true,
+        identities: Some(cli.keys.load(ctx)?),
     };
     let report = verify(&path, &opts, ())?;
     for w in &report.warnings {
@@ -520,8 +648,23 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     {
         rec.set("sha256", sha);
     }
+    rec.set("encrypted", report.encryption.is_some());
     if let Some(msg) = report.failure_message() {
         fail!(VerificationFailed, "{msg}");
+    }
+    if let Some(msg) = &report.decryption_error {
+        fail!(DecryptionFailed, "{msg}");
+    }
+    if report
+        .encryption
+        .as_ref()
+        .is_some_and(|e| e.state != decode::Opening::Opened)
+    {
+        ctx.note(format!(
+            "{} verified as far as it can be without an identity: the age header and the SHA-256 checksum match; its content was not checked (encrypted, no identity: pass --identity)",
+            path.display()
+        ));
+        return Ok(());
     }
     ctx.note(format!(
         "{} verified: {} entries, {} database files",
