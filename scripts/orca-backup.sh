@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # orca-backup.sh: back up the Orca SQL Server volume in one command.
 #
-#   find -> name -> export -> verify -> (prune) -> report
+#   find -> name -> export -> verify -> (copy) -> (prune) -> report
 #
 # Prints the report on stderr and the final JSON record on stdout; exits with
 # the code of the step that failed first (see README: exit codes).
@@ -12,7 +12,8 @@ usage() {
 Usage: scripts/orca-backup.sh [OPTIONS]
 
 Back up the Orca SQL Server volume: find it, name the backup, export it,
-verify it, and (with --auto-cleanup or auto_cleanup in config) prune old ones.
+verify it, copy it off the machine (with --copy-to or copy_to in config), and
+(with --auto-cleanup or auto_cleanup in config) prune old ones.
 
 Options:
   --name NAME           a named backup: orca-db-NAME.tar.gz (default: timestamped)
@@ -28,6 +29,8 @@ Options:
   --recipients-file F   encrypt to the recipients listed in F
   --passphrase          encrypt with a passphrase ($ORCA_PASSPHRASE_FILE, else asked)
   --identity PATH       let the verify step open the encrypted backup (repeatable)
+  --copy-to URL         copy the verified backup to s3://bucket[/prefix] or a directory
+                        (repeatable; default: copy_to in config, else no copy)
   --config PATH         config file (default: $ORCA_CONFIG, else ~/.claude-orca/config.json)
   -h, --help            this help
 
@@ -36,7 +39,7 @@ with cargo when needed); else the orca-* tools on PATH.
 USAGE
 }
 
-find_args=() name_args=() export_args=() verify_args=() common=() prune=(--only-if-auto-cleanup)
+find_args=() name_args=() export_args=() verify_args=() copy_args=(--if-configured) common=() prune=(--only-if-auto-cleanup)
 while [ $# -gt 0 ]; do
     case "$1" in
         --name) name_args+=(--name "${2?--name needs a value}"); shift 2 ;;
@@ -52,13 +55,14 @@ while [ $# -gt 0 ]; do
         --recipients-file) export_args+=(--recipients-file "${2?--recipients-file needs a value}"); shift 2 ;;
         --passphrase) export_args+=(--passphrase); shift ;;
         --identity) verify_args+=(--identity "${2?--identity needs a value}"); shift 2 ;;
+        --copy-to) copy_args+=(--to "${2?--copy-to needs a value}"); shift 2 ;;
         --config) common+=(--config "${2?--config needs a value}"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "orca-backup.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 
-tools=(orca-find-volume orca-backup-name orca-export orca-verify orca-prune orca-report)
+tools=(orca-find-volume orca-backup-name orca-export orca-verify orca-copy orca-prune orca-report)
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [ -n "${ORCA_BIN_DIR:-}" ]; then
@@ -102,5 +106,6 @@ run orca-find-volume ${common[@]+"${common[@]}"} ${find_args[@]+"${find_args[@]}
     | run orca-backup-name ${common[@]+"${common[@]}"} ${name_args[@]+"${name_args[@]}"} \
     | run orca-export ${common[@]+"${common[@]}"} ${export_args[@]+"${export_args[@]}"} \
     | run orca-verify ${common[@]+"${common[@]}"} ${verify_args[@]+"${verify_args[@]}"} \
+    | run orca-copy ${common[@]+"${common[@]}"} ${copy_args[@]+"${copy_args[@]}"} \
     | run orca-prune ${common[@]+"${common[@]}"} ${prune[@]+"${prune[@]}"} \
     | run orca-report

@@ -25,7 +25,7 @@ pub struct Found {
     pub encrypted: bool,
     /// When the file was last modified.
     pub modified: DateTime<Utc>,
-    /// The archive.
+    /// The archive: its path, or for a remote copy its URL.
     pub path: PathBuf,
     /// Its file name.
     pub name: String,
@@ -96,38 +96,58 @@ pub fn scan(dir: &Path) -> anyhow::Result<Scan> {
             });
             continue;
         }
-        let Some(parsed) = BackupFileName::parse(&name) else {
+        if BackupFileName::parse(&name).is_none() {
             continue;
-        };
+        }
         let manifest = manifest::read(&path);
-        let from_manifest = manifest
-            .manifest()
-            .and_then(|m| DateTime::parse_from_rfc3339(&m.created_at).ok())
-            .map(|t| t.with_timezone(&Utc));
-        let time = match parsed.timestamp.and_then(names::local_instant) {
-            Some(t) => t.with_timezone(&Utc),
-            None => from_manifest.unwrap_or_else(|| mtime(&meta)),
-        };
         let sidecars = names::SIDECAR_SUFFIXES
             .iter()
             .map(|s| dir.join(format!("{name}{s}")))
             .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
             .collect();
-        found.backups.push(Found {
-            manifest,
-            compression: parsed.compression,
-            encrypted: parsed.encrypted,
-            modified: mtime(&meta),
-            kind: parsed.kind(),
-            path,
-            name,
-            time,
-            size_bytes: meta.len(),
-            sidecars,
-        });
+        if let Some(b) = backup(&name, path, meta.len(), mtime(&meta), manifest, sidecars) {
+            found.backups.push(b);
+        }
     }
-    found
-        .backups
-        .sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+    sort(&mut found.backups);
     Ok(found)
+}
+
+/// Newest first; equal times by name, so the order is total.
+pub fn sort(backups: &mut [Found]) {
+    backups.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+}
+
+/// The backup a file named `name` is, if it is one: its kind and time from
+/// the name, else the manifest, else `modified`. `path` is where it lives (a
+/// local path, or the URL of a remote copy); `sidecars` those that exist.
+pub fn backup(
+    name: &str,
+    path: PathBuf,
+    size_bytes: u64,
+    modified: DateTime<Utc>,
+    manifest: manifest::Read,
+    sidecars: Vec<PathBuf>,
+) -> Option<Found> {
+    let parsed = BackupFileName::parse(name)?;
+    let from_manifest = manifest
+        .manifest()
+        .and_then(|m| DateTime::parse_from_rfc3339(&m.created_at).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let time = match parsed.timestamp.and_then(names::local_instant) {
+        Some(t) => t.with_timezone(&Utc),
+        None => from_manifest.unwrap_or(modified),
+    };
+    Some(Found {
+        manifest,
+        compression: parsed.compression,
+        encrypted: parsed.encrypted,
+        modified,
+        kind: parsed.kind(),
+        path,
+        name: name.to_string(),
+        time,
+        size_bytes,
+        sidecars,
+    })
 }

@@ -58,6 +58,24 @@ pub struct Encryption {
     pub always: bool,
 }
 
+/// How to reach S3-compatible storage (`s3.*`); credentials come from the
+/// standard AWS variables and files, never from here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct S3 {
+    /// The endpoint URL (`https://s3.example.com`, `http://127.0.0.1:8333`);
+    /// default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, else AWS itself.
+    pub endpoint: Option<String>,
+    /// The signing region; default: `AWS_REGION`, `AWS_DEFAULT_REGION`, else
+    /// `us-east-1` for other endpoints and the bucket's own region on AWS.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`); default: on for a
+    /// configured endpoint, off (virtual-hosted) for AWS.
+    pub path_style: Option<bool>,
+    /// The AWS profile (shared config and credentials files); default `AWS_PROFILE`.
+    pub profile: Option<String>,
+}
+
 /// Every setting, with its default.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
@@ -90,6 +108,14 @@ pub struct Config {
     pub engine_timeout_seconds: u64,
     /// Encryption (age).
     pub encryption: Encryption,
+    /// Where `orca-copy` copies backups when no `--to` is given.
+    pub copy_to: Vec<String>,
+    /// S3-compatible storage.
+    pub s3: S3,
+    /// How long one request to remote storage may take (and the longest
+    /// silence in a transfer).
+    #[serde(deserialize_with = "non_negative")]
+    pub remote_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -107,6 +133,9 @@ impl Default for Config {
             helper_image: None,
             engine_timeout_seconds: 60,
             encryption: Encryption::default(),
+            copy_to: Vec::new(),
+            s3: S3::default(),
+            remote_timeout_seconds: 60,
         }
     }
 }
@@ -125,10 +154,14 @@ const KNOWN_KEYS: &[&str] = &[
     "helper_image",
     "engine_timeout_seconds",
     "encryption",
+    "copy_to",
+    "s3",
+    "remote_timeout_seconds",
 ];
 const KNOWN_RETENTION_KEYS: &[&str] = &["max_count", "max_age_days", "keep_named"];
 const KNOWN_ENCRYPTION_KEYS: &[&str] =
     &["recipients", "recipients_file", "identity_file", "always"];
+const KNOWN_S3_KEYS: &[&str] = &["endpoint", "region", "path_style", "profile"];
 
 /// The loaded configuration and where it came from.
 #[derive(Clone, Debug)]
@@ -212,6 +245,7 @@ impl Config {
         for (section, known) in [
             ("retention", KNOWN_RETENTION_KEYS),
             ("encryption", KNOWN_ENCRYPTION_KEYS),
+            ("s3", KNOWN_S3_KEYS),
         ] {
             if let Some(Value::Object(inner)) = map.get(section) {
                 for key in inner.keys() {
@@ -273,6 +307,12 @@ impl Config {
             (
                 "engine_timeout_seconds",
                 config.engine_timeout_seconds,
+                limits::ENGINE_TIMEOUT.0,
+                limits::ENGINE_TIMEOUT.1,
+            ),
+            (
+                "remote_timeout_seconds",
+                config.remote_timeout_seconds,
                 limits::ENGINE_TIMEOUT.0,
                 limits::ENGINE_TIMEOUT.1,
             ),

@@ -38,6 +38,12 @@ pub enum ErrorKind {
     RestoreInterrupted,
     /// An encrypted archive and no identity (or passphrase) that opens it.
     DecryptionFailed,
+    /// Remote storage cannot be reached or keeps failing (network, server errors).
+    RemoteUnavailable,
+    /// Remote storage refused the credentials or the access.
+    RemoteDenied,
+    /// The remote bucket, directory or backup does not exist.
+    RemoteNotFound,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
 }
@@ -119,6 +125,24 @@ pub const TABLE: &[(ErrorKind, u8, &str, &str)] = &[
         "encrypted archive: no identity or passphrase given, or none that opens it",
     ),
     (
+        ErrorKind::RemoteUnavailable,
+        15,
+        "remote_unavailable",
+        "remote storage unreachable or failing (endpoint down, network or server error); nothing is left under a final name",
+    ),
+    (
+        ErrorKind::RemoteDenied,
+        16,
+        "remote_denied",
+        "remote storage refused the credentials or the access",
+    ),
+    (
+        ErrorKind::RemoteNotFound,
+        17,
+        "remote_not_found",
+        "remote bucket, directory or backup not found",
+    ),
+    (
         ErrorKind::Interrupted,
         130,
         "interrupted",
@@ -144,6 +168,9 @@ EXIT STATUS:
     12   another orca process is exporting or restoring the volume
     13   a restore was interrupted; finish it with orca-restore --resume or --rollback
     14   encrypted archive: no identity or passphrase given, or none that opens it
+    15   remote storage unreachable or failing (endpoint down, network or server error); nothing is left under a final name
+    16   remote storage refused the credentials or the access
+    17   remote bucket, directory or backup not found
     130  interrupted (Ctrl-C, SIGTERM)
 Any other non-zero code also means failure. The JSON record on stdout carries
 the same code in error.exit_code and a stable name in error.code.";

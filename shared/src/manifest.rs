@@ -180,39 +180,59 @@ pub fn read(archive: &Path) -> Read {
             }
         },
     };
-    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+    let name = archive.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    parse(&bytes, name, &path.display().to_string())
+}
+
+/// Judge the bytes of a manifest that should describe the archive named
+/// `archive_name`; `shown` names where they came from (a path, a URL).
+pub fn parse(bytes: &[u8], archive_name: &str, shown: &str) -> Read {
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
-            return Read::Ignored(format!(
-                "{} is not valid JSON ({e}); ignored",
-                path.display()
-            ));
+            return Read::Ignored(format!("{shown} is not valid JSON ({e}); ignored"));
         }
     };
     if value.get("format_version").and_then(|v| v.as_u64()) != Some(u64::from(FORMAT_VERSION)) {
         return Read::Ignored(format!(
-            "{} is not an orca manifest (format_version 1); ignored",
-            path.display()
+            "{shown} is not an orca manifest (format_version 1); ignored"
         ));
     }
     let m: Manifest = match serde_json::from_value(value) {
         Ok(m) => m,
         Err(e) => {
-            return Read::Ignored(format!(
-                "{} is a damaged orca manifest ({e}); ignored",
-                path.display()
-            ));
+            return Read::Ignored(format!("{shown} is a damaged orca manifest ({e}); ignored"));
         }
     };
-    let name = archive.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if m.backup_name != name {
+    if m.backup_name != archive_name {
         return Read::Ignored(format!(
-            "{} describes another archive ({}); ignored",
-            path.display(),
+            "{shown} describes another archive ({}); ignored",
             m.backup_name
         ));
     }
     Read::Valid(Box::new(m))
+}
+
+/// Change the fields of the manifest beside `archive` that [`Manifest`] does
+/// not own (`copies`, `drills`), atomically, keeping every other field as it
+/// is. Does nothing (returns false) when there is no valid manifest there.
+pub fn update_raw(
+    archive: &Path,
+    change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> anyhow::Result<bool> {
+    if read(archive).manifest().is_none() {
+        return Ok(false);
+    }
+    let path = path_for(archive);
+    let bytes = std::fs::read(&path)?;
+    let serde_json::Value::Object(mut map) = serde_json::from_slice(&bytes)? else {
+        return Ok(false);
+    };
+    change(&mut map);
+    let mut out = serde_json::to_vec_pretty(&map).expect("a JSON map serializes");
+    out.push(b'\n');
+    crate::fsutil::write_atomic(&path, &out)?;
+    Ok(true)
 }
 
 /// Serialize a manifest for writing.

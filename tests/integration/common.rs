@@ -24,6 +24,7 @@ pub const TOOLS: &[&str] = &[
     "orca-prune",
     "orca-restore",
     "orca-list",
+    "orca-copy",
 ];
 
 /// The path of a built binary.

@@ -12,6 +12,7 @@
 mod archives;
 mod catalog;
 mod common;
+mod copies;
 mod crash;
 mod encryption;
 mod engine;

@@ -301,3 +301,46 @@ fn the_demo_runs_and_leaves_nothing_behind() {
         "the demo left an image behind or removed one it did not create"
     );
 }
+
+#[test]
+fn the_workflow_copies_off_the_machine_with_copy_to() {
+    need_docker!();
+    let env = Env::new();
+    let (_app, _vol) = app_with_volume(&env);
+    let nas = tempfile::tempdir().unwrap();
+    let run = backup(
+        &env,
+        &[
+            "--name",
+            "offsite",
+            "--copy-to",
+            nas.path().to_str().unwrap(),
+        ],
+    );
+    let stderr = run.stderr.clone();
+    let rec = run.ok();
+    let copy = nas.path().join("orca-db-offsite.tar.gz");
+    assert_eq!(rec["copies"][0]["url"], copy.to_str().unwrap());
+    assert_eq!(rec["copies"][0]["verified"], true);
+    assert!(
+        stderr.contains(&format!(
+            "  Copied to: {} (read back, SHA-256 matches)",
+            copy.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(env.backups().join("orca-db-offsite.tar.gz")).unwrap()
+    );
+    // Without --copy-to nor copy_to, the copy step passes the record on.
+    let rec = backup(&env, &["--name", "local-only"]).ok();
+    assert!(rec.get("copies").is_none(), "{rec}");
+    // A destination that is not there fails the workflow with its code.
+    let run = backup(
+        &env,
+        &["--name", "nowhere", "--copy-to", "/nonexistent/share"],
+    );
+    assert!(run.stderr.contains("❌ Backup failed"), "{}", run.stderr);
+    run.fails_with(17);
+}

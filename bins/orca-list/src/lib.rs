@@ -55,8 +55,12 @@ pub struct Cli {
     pub format: Format,
 
     /// Directory to list [default: config backups_dir, else <base>/backups]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "remote")]
     pub backups_dir: Option<PathBuf>,
+
+    /// List the copies at s3://bucket[/prefix] or a copy directory instead (--verify then reads each copy back and checks its SHA-256)
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
 
     /// Use this time as now for --since ages (RFC 3339)
     #[arg(long, value_name = "RFC3339", hide = true)]
@@ -225,12 +229,31 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .as_deref()
         .map(|s| parse_since(s, now))
         .transpose()?;
-    let dir = match cli.backups_dir {
-        Some(d) => d,
-        None => ctx.config.backups_dir()?,
+    let remote = match &cli.remote {
+        Some(url) => Some(orca_remote::Remote::open(
+            orca_remote::Location::parse(url)?,
+            &ctx.config,
+            ctx.tool,
+        )?),
+        None => None,
+    };
+    let dir = match (&remote, cli.backups_dir) {
+        (Some(r), _) => match r.location() {
+            orca_remote::Location::Dir(d) => d.clone(),
+            orca_remote::Location::S3 { .. } => PathBuf::new(),
+        },
+        (None, Some(d)) => d,
+        (None, None) => ctx.config.backups_dir()?,
     };
     paths::utf8(&dir)?;
-    let found = catalog::scan(&dir)?;
+    let found = match &remote {
+        Some(r) => r.catalog()?,
+        None => catalog::scan(&dir)?,
+    };
+    let in_s3 = matches!(
+        remote.as_ref().map(|r| r.location()),
+        Some(orca_remote::Location::S3 { .. })
+    );
     let mut backups = Vec::new();
     let mut warnings = Vec::new();
     for b in &found.backups {
@@ -267,6 +290,18 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             identities: Some(cli.keys.load(ctx)?),
         };
         for (b, entry) in &mut backups {
+            if let (true, Some(r)) = (in_s3, &remote) {
+                // A copy in object storage: read it back, compare with its checksum.
+                let (ok, why) = check_copy(r, &entry.name)?;
+                entry.verified = Some(ok);
+                entry.verified_at = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                entry.failed_checks = if ok { vec![] } else { vec!["checksum".into()] };
+                if !ok {
+                    warnings.push(why);
+                    failed.push(entry.name.clone());
+                }
+                continue;
+            }
             let report = orca_verify::verify(&b.path, &opts, ())?;
             if let Some(msg) = &report.decryption_error {
                 warnings.push(msg.clone());
@@ -286,8 +321,15 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             }
         }
     }
-    password_differs(&mut backups);
-    let mut interrupted: Vec<Interrupted> = orca_shared::journal::in_dir(&dir)
+    if remote.is_none() {
+        password_differs(&mut backups);
+    }
+    let journals = if remote.is_none() {
+        orca_shared::journal::in_dir(&dir)
+    } else {
+        Vec::new()
+    };
+    let mut interrupted: Vec<Interrupted> = journals
         .into_iter()
         .filter_map(|(path, j)| match j {
             Ok(j) => Some(Interrupted {
@@ -305,7 +347,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .collect();
     // Those the engine knows of (their journal in another backups directory),
     // when it answers; a listing does not need Docker.
-    if let Ok(known) = engine_interrupted() {
+    if let (None, Ok(known)) = (&remote, engine_interrupted()) {
         for (volume, journal) in known {
             if interrupted.iter().any(|i| i.journal == journal) {
                 continue;
@@ -342,7 +384,10 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         ctx.stdout_text = Some(table(&listed));
     }
     let rec = &mut ctx.record;
-    rec.set("backups_dir", paths::utf8(&dir)?);
+    match &remote {
+        Some(r) => rec.set("remote", r.location().url()),
+        None => rec.set("backups_dir", paths::utf8(&dir)?),
+    }
     rec.set("count", listed.len());
     rec.set("total_bytes", total);
     rec.set("backups", &listed);
@@ -368,6 +413,36 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Read a copy in object storage back and compare it with its `.sha256`
+/// (else its manifest): (matches, why not).
+fn check_copy(r: &orca_remote::Remote, name: &str) -> anyhow::Result<(bool, String)> {
+    let url = r.location().url_of(name);
+    let expected = match r.expected_sha256(name) {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            return Ok((
+                false,
+                format!("{url} has no .sha256 and no manifest: it cannot be checked"),
+            ));
+        }
+        Err(e) if orca_shared::exit::kind_of(&e) == orca_shared::ErrorKind::VerificationFailed => {
+            return Ok((false, format!("{e:#}")));
+        }
+        Err(e) => return Err(e),
+    };
+    let (_, got) = r.read_back(name, None)?;
+    if got == expected {
+        Ok((true, String::new()))
+    } else {
+        Ok((
+            false,
+            format!(
+                "{url} reads back with SHA-256 {got}, its checksum says {expected}: the copy is damaged"
+            ),
+        ))
+    }
 }
 
 /// Interrupted restores the engine's locks name, asking it briefly.

@@ -65,8 +65,12 @@ pub struct Cli {
     pub only_if_auto_cleanup: bool,
 
     /// Directory to prune [default: the record's backups_dir, else config backups_dir, else <base>/backups]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "remote")]
     pub backups_dir: Option<PathBuf>,
+
+    /// Prune the copies at s3://bucket[/prefix] or a copy directory instead, by the same policy
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
 
     /// Flags every orca tool has.
     #[command(flatten)]
@@ -127,15 +131,40 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             ),
         },
     };
-    let dir = match cli.backups_dir {
-        Some(d) => d,
-        None => match ctx.record.str("backups_dir")? {
+    let just_made = ctx.record.str("backup_path")?.map(PathBuf::from);
+    let remote = match &cli.remote {
+        Some(url) => Some(orca_remote::Remote::open(
+            orca_remote::Location::parse(url)?,
+            &ctx.config,
+            ctx.tool,
+        )?),
+        None => None,
+    };
+    // At a destination the backup just made (and copied) is known by its name.
+    let just_made_name = if remote.is_some() {
+        just_made
+            .as_deref()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .map(String::from)
+    } else {
+        None
+    };
+    let dir = match (&remote, cli.backups_dir) {
+        (Some(r), _) => match r.location() {
+            orca_remote::Location::Dir(d) => d.clone(),
+            orca_remote::Location::S3 { .. } => {
+                let r = remote.as_ref().expect("matched Some");
+                return prune_s3(ctx, r, policy, now, cli.dry_run, just_made_name.as_deref());
+            }
+        },
+        (None, Some(d)) => d,
+        (None, None) => match ctx.record.str("backups_dir")? {
             Some(d) => PathBuf::from(d),
             None => ctx.config.backups_dir()?,
         },
     };
     paths::utf8(&dir)?;
-    let just_made = ctx.record.str("backup_path")?.map(PathBuf::from);
 
     let _lock = if dir.is_dir() {
         Some(DirLock::exclusive(&dir, ctx.tool)?)
@@ -170,7 +199,9 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .iter()
         .map(|b| {
             let mut pinned = Vec::new();
-            if just_made.as_deref().is_some_and(|p| same_file(p, &b.path)) {
+            if just_made.as_deref().is_some_and(|p| same_file(p, &b.path))
+                || just_made_name.as_deref() == Some(b.name.as_str())
+            {
                 pinned.push("just created".to_string());
             }
             for (p, why) in &needed {
@@ -270,7 +301,10 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     }
 
     let rec = &mut ctx.record;
-    rec.set("backups_dir", paths::utf8(&dir)?);
+    match &remote {
+        Some(r) => rec.set("remote", r.location().url()),
+        None => rec.set("backups_dir", paths::utf8(&dir)?),
+    }
     rec.set("dry_run", cli.dry_run);
     rec.set("pruned", &pruned);
     rec.set("kept", &kept);
@@ -306,6 +340,116 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 ErrorKind::Failure
             },
             msg,
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The policy over the copies in an S3 bucket: the same decisions as for a
+/// backups directory; an archive is removed before its sidecars, and nothing
+/// that is not named as a backup (or its sidecar) is ever touched.
+fn prune_s3(
+    ctx: &mut Ctx,
+    r: &orca_remote::Remote,
+    policy: Policy,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    just_made: Option<&str>,
+) -> anyhow::Result<()> {
+    let found = r.catalog()?;
+    let items: Vec<Item> = found
+        .backups
+        .iter()
+        .map(|b| Item {
+            name: b.name.clone(),
+            kind: b.kind,
+            time: b.time,
+            pinned: if just_made == Some(b.name.as_str()) {
+                vec!["just created".to_string()]
+            } else {
+                vec![]
+            },
+        })
+        .collect();
+    let decisions = policy::decide(&items, policy, now);
+    let (mut kept, mut pruned, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut freed = 0u64;
+    let sizes: std::collections::HashMap<String, u64> = if dry_run {
+        Default::default()
+    } else {
+        r.list()?.into_iter().map(|o| (o.name, o.size)).collect()
+    };
+    for (b, d) in found.backups.iter().zip(&decisions) {
+        let outcome = Outcome {
+            path: paths::utf8(&b.path)?.to_string(),
+            kind: b.kind.as_str().to_string(),
+            reason: d.reason().to_string(),
+            size_bytes: b.size_bytes,
+            error: None,
+        };
+        if d.keeps() {
+            kept.push(outcome);
+            continue;
+        }
+        if dry_run {
+            freed += b.size_bytes;
+            pruned.push(outcome);
+            continue;
+        }
+        orca_shared::interrupt::check()?;
+        match r.delete(&b.name) {
+            Ok(()) => {
+                freed += b.size_bytes;
+                for suffix in orca_shared::names::SIDECAR_SUFFIXES {
+                    let side = format!("{}{suffix}", b.name);
+                    if let Some(size) = sizes.get(&side) {
+                        match r.delete(&side) {
+                            Ok(()) => freed += size,
+                            Err(e) => ctx.warn(format!(
+                                "cannot delete {}: {e:#}",
+                                r.location().url_of(&side)
+                            )),
+                        }
+                    }
+                }
+                pruned.push(outcome);
+            }
+            Err(e) => failed.push((
+                Outcome {
+                    error: Some(format!("{e:#}")),
+                    ..outcome
+                },
+                e,
+            )),
+        }
+    }
+    let rec = &mut ctx.record;
+    rec.set("remote", r.location().url());
+    rec.set("dry_run", dry_run);
+    rec.set("pruned", &pruned);
+    rec.set("kept", &kept);
+    rec.set("freed_bytes", freed);
+    ctx.note(format!(
+        "{} {} backup(s) at {}, freeing {}; kept {}",
+        if dry_run { "would remove" } else { "removed" },
+        pruned.len(),
+        r.location().url(),
+        orca_shared::progress::seed_size(freed),
+        kept.len()
+    ));
+    if let Some((first, e)) = failed.first() {
+        let kind = orca_shared::exit::kind_of(e);
+        let outcomes: Vec<&Outcome> = failed.iter().map(|(o, _)| o).collect();
+        ctx.record.set("failed", &outcomes);
+        return Err(orca_shared::OrcaError::new(
+            kind,
+            format!(
+                "could not delete {} backup(s) the policy removes, first {}: {}; the rest of the policy was applied",
+                failed.len(),
+                first.path,
+                first.error.as_deref().unwrap_or("")
+            ),
         )
         .into());
     }

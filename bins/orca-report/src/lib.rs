@@ -127,6 +127,18 @@ pub fn main() -> ExitCode {
             eprintln!("  Encrypted: yes (age, {to} recipient(s))");
         }
     }
+    if let Some(copies) = record.get("copies").and_then(|c| c.as_array()) {
+        for c in copies {
+            if let Some(url) = c.get("url").and_then(|u| u.as_str()) {
+                let checked = if c.get("verified").and_then(|v| v.as_bool()) == Some(true) {
+                    "read back, SHA-256 matches"
+                } else {
+                    "not checked"
+                };
+                eprintln!("  Copied to: {url} ({checked})");
+            }
+        }
+    }
     if record.bool("consistent").ok().flatten() == Some(false) {
         eprintln!(
             "  Note: live copy taken while SQL Server was running; use --stop for a consistent one"

@@ -58,7 +58,7 @@ use crate::tree::{Tree, TreeBuilder};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Cli {
-    /// Archive to restore (gzip, zstd or plain tar); `-` or nothing: the backup_path of the record on stdin
+    /// Archive to restore (gzip, zstd or plain tar; a path, or the s3:// or file:// URL of a copy); `-` or nothing: the backup_path of the record on stdin
     #[arg(value_name = "ARCHIVE")]
     pub archive: Option<PathBuf>,
 
@@ -282,6 +282,17 @@ const SAFETY_LEVEL: i32 = -3;
 
 fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let (archive, record_sha) = orca_verify::archive_from(cli.archive.as_deref(), ctx, "restore")?;
+    // A copy elsewhere (s3://..., file://...) is downloaded into the backups
+    // directory first, checked against its .sha256, then restored from there.
+    let (archive, record_sha) = match archive.to_str() {
+        Some(url) if orca_remote::is_url(url) => {
+            let local = orca_remote::fetch(url, &ctx.config.backups_dir()?, &ctx.config, ctx.tool)?;
+            ctx.record.set("fetched_from", url);
+            ctx.record.set("backup_path", paths::utf8(&local)?);
+            (local, None)
+        }
+        _ => (archive, record_sha),
+    };
 
     // The target.
     let (target, new_volume, discovered) = match (&cli.to_new_volume, &cli.volume) {

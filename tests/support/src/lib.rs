@@ -15,6 +15,8 @@ pub mod corpus;
 #[cfg(unix)]
 pub mod engine_proxy;
 pub mod listing;
+#[cfg(unix)]
+pub mod seaweed;
 pub mod sqldata;
 
 #[cfg(unix)]

@@ -1,0 +1,405 @@
+//! `orca-copy`: copy a backup off the machine, to S3-compatible object
+//! storage (`s3://bucket[/prefix]`) or another directory (a path or
+//! `file://`), and prove the copy.
+//!
+//! For each destination: the archive goes first (atomically: nothing appears
+//! under its name until it is complete; it is hashed as it is read and must
+//! match its `.sha256`), is read back and hashed again, then its `.sha256`,
+//! then its manifest, which records the copy (`copies`). A copy that already
+//! holds the same bytes is checked and kept; one that differs is refused
+//! unless `--overwrite`. A backup that failed verification is never copied.
+//! A failure at one destination does not stop the others.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::Parser;
+use orca_remote::{Location, Remote};
+use orca_shared::app::{CommonArgs, Ctx};
+use orca_shared::fsutil::DirLock;
+use orca_shared::progress::Progress;
+use orca_shared::{ErrorKind, OrcaError, fail, manifest, names};
+use serde::Serialize;
+
+/// Copy a backup to S3-compatible storage or another directory, and check the copy.
+///
+/// Copies the archive with its .sha256 and manifest, reads the copy back to
+/// check its SHA-256, and adds "copies" ([{url, size_bytes, sha256, verified,
+/// duration_ms}]) to the record and the manifest. Destinations:
+/// s3://bucket[/prefix] (credentials, endpoint and region as the AWS tools
+/// read them, or config s3.*) and directories (a path or file:///path).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// The archive (then stdin is not read); `-` or nothing: the record's backup_path
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: Option<PathBuf>,
+
+    /// Where to copy it: s3://bucket[/prefix], file:///dir or a directory (repeatable) [default: config copy_to]
+    #[arg(long = "to", value_name = "URL")]
+    pub to: Vec<String>,
+
+    /// Replace a copy of the same name that holds other bytes
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Pass the record on untouched when neither --to nor config copy_to names a destination (for workflow scripts)
+    #[arg(long)]
+    pub if_configured: bool,
+
+    /// Flags every orca tool has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+orca_shared::tool_args!(
+    Cli,
+    stdin = |cli: &Cli| orca_shared::app::archive_stdin(cli.archive.as_deref())
+);
+
+/// One copy made (or found already there, checked).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Copy {
+    /// The archive's URL (or path) at the destination.
+    pub url: String,
+    /// Its size.
+    pub size_bytes: u64,
+    /// Its SHA-256, as read back from the destination.
+    pub sha256: String,
+    /// Read back and equal to the local archive's SHA-256.
+    pub verified: bool,
+    /// How long copying and checking took.
+    pub duration_ms: u64,
+    /// When (UTC, RFC 3339).
+    pub copied_at: String,
+    /// Whether this run uploaded it (false: the same bytes were there already).
+    #[serde(skip)]
+    pub uploaded: bool,
+}
+
+/// Copy the archive to every destination.
+pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let targets: Vec<String> = if cli.to.is_empty() {
+        ctx.config.copy_to.clone()
+    } else {
+        cli.to.clone()
+    };
+    if targets.is_empty() {
+        if cli.if_configured {
+            return Ok(());
+        }
+        fail!(
+            Usage,
+            "no destination: pass --to s3://bucket/prefix (or a directory), or set copy_to in config"
+        );
+    }
+    let locations = targets
+        .iter()
+        .map(|t| Location::parse(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (archive, record_sha) = orca_verify::archive_from(cli.archive.as_deref(), ctx, "copy")?;
+    if ctx.record.get("backup_path").is_none() {
+        ctx.record
+            .set("backup_path", orca_shared::paths::utf8(&archive)?);
+    }
+    if ctx.record.bool("verified")? == Some(false) {
+        fail!(
+            VerificationFailed,
+            "{} failed verification, so it was not copied (a copy of a damaged backup only looks like a backup)",
+            archive.display()
+        );
+    }
+    let name = match archive.file_name().and_then(|n| n.to_str()) {
+        Some(n) if names::BackupFileName::parse(n).is_some() => n.to_string(),
+        _ => fail!(
+            Usage,
+            "{} is not named as a backup (orca-db-*.tar.gz, .tar.zst, .tar, maybe with .age): copies keep the name, so the catalog and retention can read them",
+            archive.display()
+        ),
+    };
+    let meta = match std::fs::metadata(&archive) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => fail!(Usage, "{} is not a file", archive.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fail!(
+            Usage,
+            "{} does not exist (check the path)",
+            archive.display()
+        ),
+        Err(e) => {
+            return Err(
+                anyhow::Error::from(e).context(format!("cannot read {}", archive.display()))
+            );
+        }
+    };
+    let local_manifest = manifest::read(&archive);
+    if let Some(v) = local_manifest
+        .manifest()
+        .and_then(|m| m.verification.as_ref())
+        && !v.verified
+    {
+        fail!(
+            VerificationFailed,
+            "{} failed its last verification ({} on {}), so it was not copied; run orca-verify on it",
+            archive.display(),
+            v.failed_checks.join(", "),
+            v.verified_at
+        );
+    }
+    let expected = expected_sha256(&archive, &name, record_sha, &local_manifest)?;
+    // Prune takes this lock exclusively: the archive stays while it is copied.
+    let dir = orca_shared::fsutil::parent_dir(&archive);
+    let _lock = DirLock::shared(dir, ctx.tool)?;
+
+    let mut copies: Vec<serde_json::Value> = ctx
+        .record
+        .get("copies")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut failures: Vec<anyhow::Error> = Vec::new();
+    let several = locations.len() > 1;
+    for loc in locations {
+        orca_shared::interrupt::check()?;
+        let url = loc.url_of(&name);
+        match copy_one(
+            ctx,
+            &archive,
+            &name,
+            meta.len(),
+            expected.as_deref(),
+            loc,
+            cli.overwrite,
+        ) {
+            Ok(c) => {
+                ctx.note(format!(
+                    "{} {url} ({}, SHA-256 checked by reading it back) in {:.1} s",
+                    if c.uploaded {
+                        "copied to"
+                    } else {
+                        "checked the copy already at"
+                    },
+                    orca_shared::progress::seed_size(c.size_bytes),
+                    c.duration_ms as f64 / 1000.0
+                ));
+                copies.retain(|v| v.get("url").and_then(|u| u.as_str()) != Some(url.as_str()));
+                copies.push(serde_json::to_value(&c).expect("a copy serializes"));
+            }
+            Err(e) => {
+                let kind = orca_shared::exit::kind_of(&e);
+                if kind == ErrorKind::Interrupted {
+                    ctx.record.set("copies", &copies);
+                    return Err(e);
+                }
+                if several {
+                    ctx.warn(format!(
+                        "copy to {url} failed: {}",
+                        orca_shared::exit::message_of(&e, kind)
+                    ));
+                }
+                failures.push(e);
+            }
+        }
+    }
+    ctx.record.set("copies", &copies);
+    if let Some(first) = failures.into_iter().next() {
+        let kind = orca_shared::exit::kind_of(&first);
+        let msg = orca_shared::exit::message_of(&first, kind);
+        return Err(OrcaError::new(kind, msg).into());
+    }
+    Ok(())
+}
+
+/// What the archive's SHA-256 must be: the record's, else its `.sha256`,
+/// else its manifest's; `None` when nothing says (then the hash computed
+/// while reading it is the reference).
+fn expected_sha256(
+    archive: &Path,
+    name: &str,
+    record_sha: Option<String>,
+    m: &manifest::Read,
+) -> anyhow::Result<Option<String>> {
+    if let Some(s) = record_sha {
+        return Ok(Some(s.to_ascii_lowercase()));
+    }
+    let side = PathBuf::from(format!("{}.sha256", archive.display()));
+    if let Ok(text) = std::fs::read_to_string(&side) {
+        return match orca_remote::parse_sha256_line(&text, name) {
+            Some(h) => Ok(Some(h)),
+            None => fail!(
+                VerificationFailed,
+                "{} is not a checksum of {name}: run orca-verify on the archive",
+                side.display()
+            ),
+        };
+    }
+    Ok(m.manifest().map(|m| m.sha256.to_ascii_lowercase()))
+}
+
+fn copy_one(
+    ctx: &Ctx,
+    archive: &Path,
+    name: &str,
+    size: u64,
+    expected: Option<&str>,
+    loc: Location,
+    overwrite: bool,
+) -> anyhow::Result<Copy> {
+    let started = Instant::now();
+    if let Location::Dir(d) = &loc
+        && same_dir(d, orca_shared::fsutil::parent_dir(archive))
+    {
+        fail!(
+            Usage,
+            "{} is the directory the backup is in: a copy must go somewhere else",
+            d.display()
+        );
+    }
+    // A copy directory is a backups directory: its prune waits for this copy.
+    let _dest_lock = match &loc {
+        Location::Dir(d) if d.is_dir() => Some(DirLock::shared(d, ctx.tool)?),
+        _ => None,
+    };
+    let remote = Remote::open(loc, &ctx.config, ctx.tool)?;
+    let url = remote.location().url_of(name);
+    let existing = remote.stat(name)?;
+    let mut created = false;
+    let mut same_there = false;
+    let sha = match existing {
+        Some(o) => {
+            let theirs = remote.expected_sha256(name).ok().flatten();
+            let same = o.size == size && theirs.is_some() && theirs.as_deref() == expected;
+            if same {
+                same_there = true;
+                ctx.note(format!(
+                    "{url} is already there with the same SHA-256; checking it"
+                ));
+                expected.map(String::from).unwrap_or_default()
+            } else if overwrite {
+                upload(&remote, archive, name, size, expected, true)?.sha256
+            } else {
+                fail!(
+                    AlreadyExists,
+                    "{url} already exists and is not this backup (other size or checksum); it was left untouched (pass --overwrite to replace it, or remove it with orca-prune --remote)"
+                );
+            }
+        }
+        None => {
+            created = true;
+            upload(&remote, archive, name, size, expected, overwrite)?.sha256
+        }
+    };
+    // Read the copy back: what the destination holds, not what was sent.
+    let shown = Progress::new(&format!("checking {url}"), Some(size));
+    let (got_size, got_sha) = remote.read_back(name, Some(&shown))?;
+    shown.finish();
+    if got_size != size || !got_sha.eq_ignore_ascii_case(&sha) {
+        if created {
+            let _ = remote.delete(name);
+        }
+        fail!(
+            VerificationFailed,
+            "the copy at {url} reads back as {got_size} bytes with SHA-256 {got_sha}, not {size} bytes with {sha}: the destination damaged it{}",
+            if created { "; it was removed" } else { "" }
+        );
+    }
+    let result =
+        finish_copy(ctx, &remote, archive, name, &url, size, &sha, started).map(|c| Copy {
+            uploaded: !same_there,
+            ..c
+        });
+    if result.is_err() && created {
+        // An archive without its checksum cannot be restored from: take it back.
+        let _ = remote.delete(name);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_copy(
+    ctx: &Ctx,
+    remote: &Remote,
+    archive: &Path,
+    name: &str,
+    url: &str,
+    size: u64,
+    sha: &str,
+    started: Instant,
+) -> anyhow::Result<Copy> {
+    remote.put_small(
+        &format!("{name}.sha256"),
+        orca_remote::sha256_line(sha, name).as_bytes(),
+    )?;
+    let copy = Copy {
+        url: url.to_string(),
+        size_bytes: size,
+        sha256: sha.to_string(),
+        verified: true,
+        duration_ms: started.elapsed().as_millis() as u64,
+        copied_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        uploaded: true,
+    };
+    // The local manifest records the copy; the copy's manifest is that one,
+    // so it also says where it lives.
+    let value = serde_json::to_value(&copy).expect("a copy serializes");
+    let recorded = manifest::update_raw(archive, |m| {
+        let list = m
+            .entry("copies")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if !list.is_array() {
+            *list = serde_json::Value::Array(Vec::new());
+        }
+        if let Some(a) = list.as_array_mut() {
+            a.retain(|v| v.get("url").and_then(|u| u.as_str()) != Some(url));
+            a.push(value.clone());
+        }
+    })
+    .with_context(|| {
+        format!(
+            "cannot record the copy in {}",
+            manifest::path_for(archive).display()
+        )
+    })?;
+    if recorded {
+        let bytes = std::fs::read(manifest::path_for(archive))
+            .with_context(|| format!("cannot read {}", manifest::path_for(archive).display()))?;
+        remote.put_small(&format!("{name}.json"), &bytes)?;
+    } else {
+        ctx.warn(format!(
+            "{} has no manifest, so the copy carries none (the remote catalog lists it from its name and size)",
+            archive.display()
+        ));
+    }
+    Ok(copy)
+}
+
+fn upload(
+    remote: &Remote,
+    archive: &Path,
+    name: &str,
+    size: u64,
+    expected: Option<&str>,
+    overwrite: bool,
+) -> anyhow::Result<orca_remote::Sent> {
+    let url = remote.location().url_of(name);
+    let shown = Progress::new(&format!("copying to {url}"), Some(size));
+    let sent = remote.upload(archive, name, expected, overwrite, &shown)?;
+    shown.finish();
+    if sent.size != size {
+        fail!(
+            Failure,
+            "{} changed size while it was copied ({size} then {} bytes); run again",
+            archive.display(),
+            sent.size
+        );
+    }
+    Ok(sent)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
