@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # orca-backup.sh: back up the Orca SQL Server volume in one command.
 #
-#   find -> name -> export -> verify -> (copy) -> (prune) -> report
+#   find -> name -> export -> verify -> (drill) -> (copy) -> (prune) -> report
 #
 # Prints the report on stderr and the final JSON record on stdout; exits with
 # the code of the step that failed first (see README: exit codes).
@@ -29,6 +29,8 @@ Options:
   --recipients-file F   encrypt to the recipients listed in F
   --passphrase          encrypt with a passphrase ($ORCA_PASSPHRASE_FILE, else asked)
   --identity PATH       let the verify step open the encrypted backup (repeatable)
+  --drill               start the database on a scratch copy of the new backup and
+                        check it (orca-drill) before copying and pruning
   --copy-to URL         copy the verified backup to s3://bucket[/prefix] or a directory
                         (repeatable; default: copy_to in config, else no copy)
   --config PATH         config file (default: $ORCA_CONFIG, else ~/.claude-orca/config.json)
@@ -39,7 +41,7 @@ with cargo when needed); else the orca-* tools on PATH.
 USAGE
 }
 
-find_args=() name_args=() export_args=() verify_args=() copy_args=(--if-configured) common=() prune=(--only-if-auto-cleanup)
+find_args=() name_args=() export_args=() verify_args=() copy_args=(--if-configured) drill=0 common=() prune=(--only-if-auto-cleanup)
 while [ $# -gt 0 ]; do
     case "$1" in
         --name) name_args+=(--name "${2?--name needs a value}"); shift 2 ;;
@@ -55,6 +57,7 @@ while [ $# -gt 0 ]; do
         --recipients-file) export_args+=(--recipients-file "${2?--recipients-file needs a value}"); shift 2 ;;
         --passphrase) export_args+=(--passphrase); shift ;;
         --identity) verify_args+=(--identity "${2?--identity needs a value}"); shift 2 ;;
+        --drill) drill=1; shift ;;
         --copy-to) copy_args+=(--to "${2?--copy-to needs a value}"); shift 2 ;;
         --config) common+=(--config "${2?--config needs a value}"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -62,7 +65,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-tools=(orca-find-volume orca-backup-name orca-export orca-verify orca-copy orca-prune orca-report)
+tools=(orca-find-volume orca-backup-name orca-export orca-verify orca-drill orca-copy orca-prune orca-report)
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [ -n "${ORCA_BIN_DIR:-}" ]; then
@@ -101,11 +104,20 @@ for t in "${tools[@]}"; do
 done
 # ${a[@]+"${a[@]}"}: empty arrays under `set -u` in bash 3.2 (macOS) too.
 run() { local t="$1"; shift; if [ -n "$bin" ]; then "$bin/$t" "$@"; else "$t" "$@"; fi; }
+# The drill step, or a step that passes the record on.
+drill_step() {
+    if [ "$drill" = 1 ]; then
+        run orca-drill ${common[@]+"${common[@]}"} ${verify_args[@]+"${verify_args[@]}"}
+    else
+        cat
+    fi
+}
 
 run orca-find-volume ${common[@]+"${common[@]}"} ${find_args[@]+"${find_args[@]}"} </dev/null \
     | run orca-backup-name ${common[@]+"${common[@]}"} ${name_args[@]+"${name_args[@]}"} \
     | run orca-export ${common[@]+"${common[@]}"} ${export_args[@]+"${export_args[@]}"} \
     | run orca-verify ${common[@]+"${common[@]}"} ${verify_args[@]+"${verify_args[@]}"} \
+    | drill_step \
     | run orca-copy ${common[@]+"${common[@]}"} ${copy_args[@]+"${copy_args[@]}"} \
     | run orca-prune ${common[@]+"${common[@]}"} ${prune[@]+"${prune[@]}"} \
     | run orca-report

@@ -111,6 +111,57 @@ impl Creator {
     pub fn describe(&self) -> String {
         format!("pid {} on {}", self.pid, self.host)
     }
+
+    /// A short name for this process, fit for a volume or container name
+    /// (`<machine>-<pid>-<start>`), when labels cannot be attached (volumes
+    /// that another tool creates); [`tag_liveness`] reads it back.
+    pub fn tag(&self) -> String {
+        format!(
+            "{}-{}-{}",
+            machine_hash(self),
+            self.pid,
+            start_repr(&self.started)
+        )
+    }
+}
+
+/// Whether the process a [`Creator::tag`] names still runs (`None`: not a tag).
+pub fn tag_liveness(tag: &str) -> Option<Liveness> {
+    let mut parts = tag.splitn(3, '-');
+    let (machine, pid, start) = (parts.next()?, parts.next()?, parts.next()?);
+    let pid: u32 = pid.parse().ok()?;
+    let me = Creator::current();
+    if machine != machine_hash(me) {
+        return Some(Liveness::Unknown);
+    }
+    let alive = match start_token(pid) {
+        Some(t) if cfg!(target_os = "linux") => start_repr(&t) == start,
+        Some(t) => same_start(&t, start),
+        None => false,
+    };
+    Some(if alive {
+        Liveness::Alive
+    } else {
+        Liveness::Gone
+    })
+}
+
+fn machine_hash(c: &Creator) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{}\0{}\0{}", c.host, c.os, c.machine).as_bytes());
+    d.iter().take(3).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The start as it goes into a tag: Linux's long token hashed (exact
+/// comparison), elsewhere the seconds themselves (compared within a second).
+fn start_repr(started: &str) -> String {
+    use sha2::Digest;
+    if cfg!(target_os = "linux") {
+        let d = sha2::Sha256::digest(started.as_bytes());
+        d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+    } else {
+        started.to_string()
+    }
 }
 
 fn host_name() -> String {
@@ -178,6 +229,28 @@ mod tests {
         let back = Creator::from_labels(&me.labels("t")).unwrap();
         assert_eq!(&back, me);
         assert_eq!(back.liveness(), Liveness::Alive);
+    }
+
+    #[test]
+    fn tags_name_this_process_and_not_others() {
+        let me = Creator::current();
+        let tag = me.tag();
+        assert_eq!(tag_liveness(&tag), Some(Liveness::Alive), "{tag}");
+        let (machine, rest) = tag.split_once('-').unwrap();
+        let (_, start) = rest.split_once('-').unwrap();
+        assert_eq!(
+            tag_liveness(&format!("{machine}-999999999-{start}")),
+            Some(Liveness::Gone)
+        );
+        assert_eq!(
+            tag_liveness(&format!("000000-{}-{start}", me.pid)).filter(|_| machine != "000000"),
+            if machine == "000000" {
+                None
+            } else {
+                Some(Liveness::Unknown)
+            }
+        );
+        assert_eq!(tag_liveness("nonsense"), None);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum ErrorKind {
     RemoteDenied,
     /// The remote bucket, directory or backup does not exist.
     RemoteNotFound,
+    /// A restore drill: the database did not start on the scratch copy, or
+    /// its checks failed.
+    DrillFailed,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
 }
@@ -143,6 +146,12 @@ pub const TABLE: &[(ErrorKind, u8, &str, &str)] = &[
         "remote bucket, directory or backup not found",
     ),
     (
+        ErrorKind::DrillFailed,
+        18,
+        "drill_failed",
+        "restore drill failed: the database did not start on the scratch copy, or its checks failed",
+    ),
+    (
         ErrorKind::Interrupted,
         130,
         "interrupted",
@@ -171,6 +180,7 @@ EXIT STATUS:
     15   remote storage unreachable or failing (endpoint down, network or server error); nothing is left under a final name
     16   remote storage refused the credentials or the access
     17   remote bucket, directory or backup not found
+    18   restore drill failed: the database did not start on the scratch copy, or its checks failed
     130  interrupted (Ctrl-C, SIGTERM)
 Any other non-zero code also means failure. The JSON record on stdout carries
 the same code in error.exit_code and a stable name in error.code.";

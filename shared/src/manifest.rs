@@ -28,6 +28,10 @@ pub struct ContainerAtBackup {
     pub state: String,
     /// Whether orca stopped it for the backup (and started it again).
     pub stopped_for_backup: bool,
+    /// Where it mounts the volume (`/var/opt/mssql` for SQL Server): where a
+    /// drill mounts the scratch copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_point: Option<String>,
 }
 
 impl ContainerAtBackup {
@@ -39,6 +43,7 @@ impl ContainerAtBackup {
             image: c.image.clone(),
             state: c.state.clone(),
             stopped_for_backup: stopped,
+            mount_point: None,
         }
     }
 }
@@ -116,6 +121,42 @@ pub struct Manifest {
     /// How the archive is encrypted (absent: it is not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionInfo>,
+    /// The restore drills run on it, oldest first, as orca-drill wrote them.
+    /// Read here, never written back from here: orca-drill owns the field
+    /// and [`write`] keeps what the file holds.
+    #[serde(default, skip_serializing, deserialize_with = "lenient_drills")]
+    pub drills: Vec<DrillSummary>,
+}
+
+/// What the catalog and retention need of a drill.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct DrillSummary {
+    /// When it ran (UTC, RFC 3339).
+    #[serde(default)]
+    pub at: String,
+    /// The database started and every check passed.
+    #[serde(default)]
+    pub ok: bool,
+}
+
+impl Manifest {
+    /// The newest drill, if any.
+    pub fn last_drill(&self) -> Option<&DrillSummary> {
+        self.drills.last()
+    }
+}
+
+/// Drills that do not read as drills are skipped, not an error: the field
+/// belongs to another tool (and maybe another version).
+fn lenient_drills<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<DrillSummary>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|i| serde_json::from_value(i).ok())
+            .collect(),
+        _ => Vec::new(),
+    })
 }
 
 /// What a manifest says of an encrypted archive: public facts only.
@@ -300,6 +341,7 @@ mod tests {
             verification: None,
             sa_password: vec![],
             encryption: None,
+            drills: vec![],
         }
     }
 

@@ -14,6 +14,7 @@ mod catalog;
 mod common;
 mod copies;
 mod crash;
+mod drill;
 mod encryption;
 mod engine;
 mod export;

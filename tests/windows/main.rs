@@ -466,10 +466,17 @@ fn the_windows_build_copies_to_s3_and_restores_from_it() {
     .ok();
     let prefix = unique("win");
     let dest = format!("s3://{}/{prefix}", orca_test_support::seaweed::BUCKET);
-    let rec = with_s3(wine(&bins, home.path(), "orca-copy", &[&z(&out), "--to", &dest])).ok();
+    let rec = with_s3(wine(
+        &bins,
+        home.path(),
+        "orca-copy",
+        &[&z(&out), "--to", &dest],
+    ))
+    .ok();
     assert_eq!(rec["copies"][0]["verified"], true);
     assert_eq!(
-        sw.curl("GET", &format!("{prefix}/orca-db-win-s3.tar.gz"), None).1,
+        sw.curl("GET", &format!("{prefix}/orca-db-win-s3.tar.gz"), None)
+            .1,
         std::fs::read(&out).unwrap()
     );
     let listed = with_s3(wine(&bins, home.path(), "orca-list", &["--remote", &dest])).ok();
@@ -482,7 +489,11 @@ fn the_windows_build_copies_to_s3_and_restores_from_it() {
         &bins,
         fresh.path(),
         "orca-restore",
-        &[&format!("{dest}/orca-db-win-s3.tar.gz"), "--to-new-volume", &target],
+        &[
+            &format!("{dest}/orca-db-win-s3.tar.gz"),
+            "--to-new-volume",
+            &target,
+        ],
     ))
     .ok();
     let d = listing::diff(&listing::of_volume(&vol.name), &listing::of_volume(&target));

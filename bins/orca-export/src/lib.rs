@@ -534,13 +534,21 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         entries: streamed.summary.entries,
         containers: in_use_by
             .iter()
-            .map(|c| ContainerAtBackup::new(c, stopped_ids.contains(&c.id.as_str())))
+            .map(|c| {
+                let mut at = ContainerAtBackup::new(c, stopped_ids.contains(&c.id.as_str()));
+                at.mount_point = docker::container_details(&c.id)
+                    .ok()
+                    .flatten()
+                    .and_then(|d| d.volume_mounts.get(&opts.volume).cloned());
+                at
+            })
             .collect(),
         consistent,
         toolkit_version: env!("CARGO_PKG_VERSION").to_string(),
         docker_version,
         verification: None,
         sa_password: fingerprints(&opts.volume, &in_use_by),
+        drills: Vec::new(),
         encryption: opts
             .encryption
             .as_ref()

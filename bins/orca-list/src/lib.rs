@@ -139,6 +139,17 @@ pub struct Listed {
     pub encrypted: bool,
     /// Who it is encrypted to (from the manifest: public keys only).
     pub recipients: Vec<String>,
+    /// The newest restore drill (`{at, ok}`), from the manifest.
+    pub last_drill: Option<LastDrill>,
+}
+
+/// The newest drill of a backup.
+#[derive(Clone, Debug, Serialize)]
+pub struct LastDrill {
+    /// When (UTC, RFC 3339).
+    pub at: String,
+    /// The database started on it and every check passed.
+    pub ok: bool,
 }
 
 /// A restore that was interrupted and waits for --resume or --rollback.
@@ -184,6 +195,10 @@ fn listed(b: &Found) -> anyhow::Result<Listed> {
             .and_then(|m| m.encryption.as_ref())
             .map(|e| e.recipients.clone())
             .unwrap_or_default(),
+        last_drill: m.and_then(|m| m.last_drill()).map(|d| LastDrill {
+            at: d.at.clone(),
+            ok: d.ok,
+        }),
         has_checksum: b
             .sidecars
             .iter()
@@ -513,6 +528,27 @@ fn password_differs(backups: &mut [(&Found, Listed)]) {
     }
 }
 
+/// The NOTES column: the last drill, a password that differs.
+fn notes(r: &Listed) -> String {
+    let mut n = Vec::new();
+    if let Some(d) = &r.last_drill {
+        let day = d.at.get(..10).unwrap_or(&d.at);
+        n.push(if d.ok {
+            format!("restorable: yes, {day}")
+        } else {
+            format!("restorable: NO (drill failed {day})")
+        });
+    }
+    if r.password_differs == Some(true) {
+        n.push("password differs".into());
+    }
+    if n.is_empty() {
+        "-".into()
+    } else {
+        n.join("; ")
+    }
+}
+
 /// The aligned table for `--format table`.
 pub fn table(rows: &[Listed]) -> String {
     let header = [
@@ -553,11 +589,7 @@ pub fn table(rows: &[Listed]) -> String {
                     r.tags.join(",")
                 },
                 r.description.clone().unwrap_or_else(|| "-".into()),
-                if r.password_differs == Some(true) {
-                    "password differs".into()
-                } else {
-                    "-".into()
-                },
+                notes(r),
             ]
         })
         .collect();

@@ -95,6 +95,23 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+/// Why the newest backup that passed its last restore drill stays.
+pub const DRILLED: &str = "newest backup whose last restore drill passed";
+
+/// The newest backup whose last drill passed (the one a user knows comes back).
+fn newest_passing_drill(backups: &[Found]) -> Option<&str> {
+    backups
+        .iter()
+        .filter(|b| {
+            b.manifest
+                .manifest()
+                .and_then(|m| m.last_drill())
+                .is_some_and(|d| d.ok)
+        })
+        .max_by(|a, b| a.time.cmp(&b.time).then_with(|| a.name.cmp(&b.name)))
+        .map(|b| b.name.as_str())
+}
+
 /// Age after which an unlocked temporary file is considered abandoned.
 pub const INCOMPLETE_AGE_SECS: i64 = 3600;
 
@@ -194,11 +211,15 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             ),
         }
     }
+    let drilled = newest_passing_drill(&found.backups);
     let items: Vec<Item> = found
         .backups
         .iter()
         .map(|b| {
             let mut pinned = Vec::new();
+            if drilled == Some(b.name.as_str()) {
+                pinned.push(DRILLED.to_string());
+            }
             if just_made.as_deref().is_some_and(|p| same_file(p, &b.path))
                 || just_made_name.as_deref() == Some(b.name.as_str())
             {
@@ -358,18 +379,24 @@ fn prune_s3(
     just_made: Option<&str>,
 ) -> anyhow::Result<()> {
     let found = r.catalog()?;
+    let drilled = newest_passing_drill(&found.backups);
     let items: Vec<Item> = found
         .backups
         .iter()
-        .map(|b| Item {
-            name: b.name.clone(),
-            kind: b.kind,
-            time: b.time,
-            pinned: if just_made == Some(b.name.as_str()) {
-                vec!["just created".to_string()]
-            } else {
-                vec![]
-            },
+        .map(|b| {
+            let mut pinned = Vec::new();
+            if drilled == Some(b.name.as_str()) {
+                pinned.push(DRILLED.to_string());
+            }
+            if just_made == Some(b.name.as_str()) {
+                pinned.push("just created".to_string());
+            }
+            Item {
+                name: b.name.clone(),
+                kind: b.kind,
+                time: b.time,
+                pinned,
+            }
         })
         .collect();
     let decisions = policy::decide(&items, policy, now);

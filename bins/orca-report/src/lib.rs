@@ -127,6 +127,20 @@ pub fn main() -> ExitCode {
             eprintln!("  Encrypted: yes (age, {to} recipient(s))");
         }
     }
+    if let Some(d) = record.get("drill") {
+        let engine = d
+            .get("engine")
+            .and_then(|e| e.as_str())
+            .unwrap_or("the database");
+        let secs = d.get("started_in_ms").and_then(|v| v.as_u64()).unwrap_or(0) as f64 / 1000.0;
+        let checks = d
+            .get("checks")
+            .and_then(|c| c.as_array())
+            .map_or(0, Vec::len);
+        eprintln!(
+            "  Drill: passed ({engine} started on a scratch copy in {secs:.1} s, {checks} checks passed)"
+        );
+    }
     if let Some(copies) = record.get("copies").and_then(|c| c.as_array()) {
         for c in copies {
             if let Some(url) = c.get("url").and_then(|u| u.as_str()) {

@@ -98,6 +98,11 @@ pub struct Cli {
     #[command(flatten)]
     pub keys: orca_verify::KeyArgs,
 
+    /// Set by orca-drill only (no flag): the new volume is a drill's scratch
+    /// copy, judged by the database's own checks instead of being read back.
+    #[arg(skip)]
+    pub scratch: bool,
+
     /// Flags every orca tool has.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -154,6 +159,9 @@ struct Work<'a> {
     touched: bool,
     /// What opens encrypted archives and safety copies.
     ids: std::sync::Arc<orca_shared::crypt::Identities>,
+    /// A drill's scratch volume: not read back (the database's own checks
+    /// judge it, and it is thrown away).
+    scratch: bool,
 }
 
 impl Work<'_> {
@@ -231,6 +239,9 @@ impl Work<'_> {
         }
         if mode == Mode::Interruptible {
             interrupt::check()?;
+        }
+        if restoring && self.scratch {
+            return Ok(());
         }
         if restoring {
             self.enter(Phase::Comparing)?;
@@ -511,6 +522,7 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         journal_path: journal_path.clone(),
         touched: false,
         ids: ids.clone(),
+        scratch: cli.scratch && new_volume,
     };
     work.journal.save(&journal_path)?;
     let quit = interrupt::quit_as(
@@ -694,9 +706,14 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     result?;
     restarted.map_err(|e| e.context("the restore is complete"))?;
     ctx.note(format!(
-        "restored {} entries ({}) into volume '{target}' and checked them against the archive",
+        "restored {} entries ({}) into volume '{target}'{}",
         want.entries(),
-        orca_shared::progress::seed_size(want.content_bytes())
+        orca_shared::progress::seed_size(want.content_bytes()),
+        if cli.scratch {
+            " (a drill's scratch copy: the database's checks judge it)"
+        } else {
+            " and checked them against the archive"
+        }
     ));
     Ok(())
 }
@@ -926,6 +943,7 @@ fn recover_locked(
         journal_path: journal_path.to_path_buf(),
         touched: j.phase.changed(),
         ids,
+        scratch: false,
     };
     let result: anyhow::Result<Option<String>> = if cli.rollback {
         if !j.phase.changed() {

@@ -12,6 +12,7 @@
 //!   owner, link target, content hash).
 
 pub mod corpus;
+pub mod databases;
 #[cfg(unix)]
 pub mod engine_proxy;
 pub mod listing;
@@ -211,7 +212,47 @@ pub fn is_static_elf(path: &str) -> bool {
 
 /// A rootfs tar: /bin/busybox plus applet links, /tmp.
 pub fn busybox_rootfs(busybox: &str) -> Vec<u8> {
+    busybox_rootfs_with(busybox, &[])
+}
+
+/// [`busybox_rootfs`] plus `extra` files (path without the leading `/`,
+/// mode, contents); their directories are made 0755.
+pub fn busybox_rootfs_with(busybox: &str, extra: &[(&str, u32, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
+    let mut dirs: Vec<String> = Vec::new();
+    for (path, _, _) in extra {
+        let mut at = String::new();
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+            .skip(1)
+            .rev()
+        {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            if at != "bin" && at != "tmp" && !dirs.contains(&at) {
+                dirs.push(at.clone());
+            }
+        }
+    }
+    for d in &dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, d, std::io::empty()).expect("tar");
+    }
+    for (path, mode, data) in extra {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(*mode);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, *data).expect("tar");
+    }
     let bin = std::fs::read(busybox).expect("read busybox");
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Directory);

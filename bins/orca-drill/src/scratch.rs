@@ -1,0 +1,334 @@
+//! The drill's throwaway parts in the engine: the scratch volume (restored by
+//! orca-restore's code) and the database container started on it, with what
+//! the drill asks of that container (start, state, logs, commands run inside).
+//!
+//! Both are named `orca-drill-<creator tag>-<nonce>` ([`Creator::tag`]): the
+//! container also carries orca's helper labels, and a drill that was killed
+//! leaves things a later drill recognises as its creator's and removes
+//! ([`remove_stale`]). [`Scratch`] removes both on drop, whatever happened,
+//! Ctrl-C included (inside a critical section, with cleanup deadlines).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters as q;
+use futures_util::StreamExt;
+use orca_shared::creator::{Creator, Liveness, tag_liveness};
+use orca_shared::docker::{self, HELPER_LABEL};
+use orca_shared::engine::{self, Mode};
+
+/// Every scratch volume and drill container is named with this prefix.
+pub const PREFIX: &str = "orca-drill-";
+/// Label on drill containers: the scratch volume they run on.
+pub const DRILL_LABEL: &str = "org.orca-backup.drill";
+
+/// A name for this drill's volume and container.
+pub fn new_name() -> String {
+    format!("{PREFIX}{}-{}", Creator::current().tag(), docker::nonce())
+}
+
+/// The scratch volume and, once made, the container; removed on drop.
+pub struct Scratch {
+    tool: String,
+    /// The scratch volume (and container name).
+    pub name: String,
+    container: Option<String>,
+}
+
+impl Scratch {
+    /// Nothing made yet: the restore will create the volume.
+    pub fn new(tool: &str) -> Scratch {
+        Scratch {
+            tool: tool.to_string(),
+            name: new_name(),
+            container: None,
+        }
+    }
+
+    /// Create the database container on the scratch volume: `image` with
+    /// `env`, the volume at `mount_point`, no network, never pulled.
+    pub fn create_container(
+        &mut self,
+        image: &str,
+        env: &[String],
+        mount_point: &str,
+    ) -> anyhow::Result<String> {
+        let e = engine::engine()?;
+        let docker = e.docker().clone();
+        let mut labels: HashMap<String, String> = Creator::current().labels(&self.tool);
+        labels.insert(HELPER_LABEL.into(), "true".into());
+        labels.insert(DRILL_LABEL.into(), self.name.clone());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            env: Some(env.to_vec()),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                mounts: Some(vec![Mount {
+                    target: Some(mount_point.to_string()),
+                    source: Some(self.name.clone()),
+                    typ: Some(MountType::VOLUME),
+                    read_only: Some(false),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = q::CreateContainerOptions {
+            name: Some(self.name.clone()),
+            ..Default::default()
+        };
+        match e.call(
+            engine::timeouts().request,
+            Mode::Interruptible,
+            docker.create_container(Some(options), body),
+        ) {
+            Ok(c) => {
+                self.container = Some(c.id.clone());
+                Ok(c.id)
+            }
+            Err(err) => {
+                // Cut short, it may exist all the same: drop removes it by name.
+                if err.status().is_none() {
+                    self.container = Some(self.name.clone());
+                }
+                Err(err.into_error(&format!(
+                    "create the drill's database container from image '{image}'"
+                )))
+            }
+        }
+    }
+
+    /// Start the container.
+    pub fn start(&self) -> anyhow::Result<()> {
+        let id = self.id()?;
+        let e = engine::engine()?;
+        let docker = e.docker().clone();
+        e.call(
+            engine::timeouts().request,
+            Mode::Interruptible,
+            docker.start_container(id, None::<q::StartContainerOptions>),
+        )
+        .map_err(|err| err.into_error("start the drill's database container"))
+    }
+
+    fn id(&self) -> anyhow::Result<&str> {
+        self.container
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("the drill's container was not created"))
+    }
+
+    /// Whether it runs, its exit code when it stopped, and its health.
+    pub fn state(&self) -> anyhow::Result<State> {
+        let id = self.id()?;
+        let e = engine::engine()?;
+        let docker = e.docker().clone();
+        let c = e
+            .call(
+                engine::timeouts().request,
+                Mode::Interruptible,
+                docker.inspect_container(id, None::<q::InspectContainerOptions>),
+            )
+            .map_err(|err| err.into_error("inspect the drill's database container"))?;
+        let s = c.state.unwrap_or_default();
+        Ok(State {
+            running: s.running.unwrap_or(false),
+            exit_code: s.exit_code,
+            oom_killed: s.oom_killed.unwrap_or(false),
+            health: s
+                .health
+                .and_then(|h| h.status)
+                .map(|st| st.to_string())
+                .filter(|st| !st.is_empty() && st != "none"),
+        })
+    }
+
+    /// The last `lines` lines the container printed (its engine's own words).
+    pub fn logs(&self, lines: usize) -> String {
+        let Ok(id) = self.id() else {
+            return String::new();
+        };
+        let Ok(e) = engine::engine() else {
+            return String::new();
+        };
+        let docker = e.docker().clone();
+        e.call(engine::timeouts().request, Mode::Cleanup, async {
+            let options = q::LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: lines.to_string(),
+                ..Default::default()
+            };
+            let mut logs = docker.logs(id, Some(options));
+            let mut text = String::new();
+            while let Some(item) = logs.next().await {
+                text.push_str(&String::from_utf8_lossy(&item?.into_bytes()));
+            }
+            Ok(text)
+        })
+        .unwrap_or_default()
+    }
+
+    /// Run `argv` inside the container as `user` (the image's user when
+    /// `None`) with `env` added, within `limit`: exit code, stdout, stderr.
+    pub fn exec(
+        &self,
+        argv: &[String],
+        env: &[String],
+        user: Option<&str>,
+        limit: Duration,
+    ) -> anyhow::Result<Exec> {
+        let id = self.id()?;
+        let e = engine::engine()?;
+        let docker = e.docker().clone();
+        let config = bollard::models::ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv.to_vec()),
+            env: Some(env.to_vec()),
+            user: user.map(String::from),
+            ..Default::default()
+        };
+        let what = argv.first().cloned().unwrap_or_default();
+        e.call(limit, Mode::Interruptible, async {
+            let created = docker.create_exec(id, config).await?;
+            let mut out = Exec::default();
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+                docker.start_exec(&created.id, None).await?
+            {
+                while let Some(item) = output.next().await {
+                    match item? {
+                        bollard::container::LogOutput::StdErr { message } => {
+                            out.stderr.push_str(&String::from_utf8_lossy(&message))
+                        }
+                        other => out
+                            .stdout
+                            .push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                    }
+                }
+            }
+            let inspected = docker.inspect_exec(&created.id).await?;
+            out.code = inspected.exit_code.unwrap_or(-1);
+            Ok(out)
+        })
+        .map_err(|err| err.into_error(&format!("run {what} in the drill's database container")))
+    }
+}
+
+/// What [`Scratch::state`] tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    /// It runs.
+    pub running: bool,
+    /// Its exit code, once stopped.
+    pub exit_code: Option<i64>,
+    /// The kernel killed it for memory.
+    pub oom_killed: bool,
+    /// `starting`, `healthy`, `unhealthy` when the image has a HEALTHCHECK.
+    pub health: Option<String>,
+}
+
+/// What a command run inside the container did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exec {
+    /// Its exit code (126/127: it could not be run).
+    pub code: i64,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl Exec {
+    /// stdout and stderr on one line, for messages.
+    pub fn said(&self) -> String {
+        let both = format!("{} {}", self.stderr.trim(), self.stdout.trim());
+        let one = orca_shared::exit::one_line(&both);
+        if one.chars().count() > 600 {
+            format!("{}...", one.chars().take(600).collect::<String>())
+        } else {
+            one
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _critical = orca_shared::interrupt::critical("removing the drill's scratch copy");
+        if let Some(id) = &self.container
+            && let Err(e) = docker::remove_container(id)
+        {
+            eprintln!("{}: warning: {e:#}", self.tool);
+        }
+        remove_volume(&self.tool, &self.name);
+    }
+}
+
+fn remove_volume(tool: &str, name: &str) {
+    match docker::volume_remove(name) {
+        Ok(docker::Removed::Yes) => {}
+        Ok(docker::Removed::InUse(why)) => eprintln!(
+            "{tool}: warning: cannot remove the scratch volume '{name}' ({why}); remove it with `docker volume rm {name}`"
+        ),
+        Err(e) => eprintln!(
+            "{tool}: warning: cannot remove the scratch volume '{name}': {e:#}; remove it with `docker volume rm {name}`"
+        ),
+    }
+}
+
+/// Remove what drills that were killed left: their containers and scratch
+/// volumes whose creating process is gone (on this machine). An interrupted
+/// restore of a scratch volume is undone with `recover` first, so its
+/// journal and lock go too. Says what it removes on stderr.
+pub fn remove_stale(tool: &str, recover: &dyn Fn(&str) -> anyhow::Result<()>) {
+    // Their containers first (helpers whose creator is gone), then the volumes.
+    docker::remove_stale_helpers(tool);
+    let volumes = match docker::volume_names(PREFIX) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!(
+                "{tool}: warning: cannot look for scratch volumes left by killed drills: {e:#}"
+            );
+            return;
+        }
+    };
+    for v in volumes {
+        let Some(tag) = v.strip_prefix(PREFIX) else {
+            continue;
+        };
+        // <machine>-<pid>-<start>-<nonce>
+        let Some(tag) = tag.rsplit_once('-').map(|(t, _)| t) else {
+            continue;
+        };
+        if tag_liveness(tag) != Some(Liveness::Gone) {
+            continue;
+        }
+        eprintln!(
+            "{tool}: removing the scratch volume '{v}' of a drill that ended without cleaning up"
+        );
+        if let Err(e) = recover(&v) {
+            eprintln!("{tool}: warning: {e:#}");
+        }
+        remove_volume(tool, &v);
+    }
+}
+
+/// Whether `image` declares a HEALTHCHECK.
+pub fn image_has_healthcheck(image: &str) -> anyhow::Result<bool> {
+    let e = engine::engine()?;
+    let docker = e.docker().clone();
+    let i = e
+        .call(
+            engine::timeouts().request,
+            Mode::Interruptible,
+            docker.inspect_image(image),
+        )
+        .map_err(|err| err.into_error(&format!("inspect image '{image}'")))?;
+    Ok(i.config
+        .and_then(|c| c.healthcheck)
+        .and_then(|h| h.test)
+        .is_some_and(|t| !t.is_empty() && t[0] != "NONE"))
+}
