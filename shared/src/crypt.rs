@@ -123,7 +123,7 @@ pub fn parse_recipient(text: &str) -> anyhow::Result<(BoxedRecipient, String)> {
             ),
         };
     }
-    if t.starts_with("AGE-SECRET-KEY-") {
+    if looks_like_key(t) {
         crate::fail!(
             Usage,
             "that is a secret key, not a recipient: give the public key (age1..., printed by orca-keygen and `age-keygen -y`), and keep the secret key private"
@@ -202,6 +202,12 @@ impl EncryptFlags {
     }
 }
 
+/// Whether these flags and config encrypt (without reading recipients or
+/// asking for a passphrase yet).
+pub fn wants_encryption(flags: &EncryptFlags, cfg: &config::Encryption) -> bool {
+    !flags.no_encrypt && (flags.asked() || cfg.always)
+}
+
 /// Who to encrypt to, or `None` for a plain archive.
 pub fn recipients_for(
     flags: &EncryptFlags,
@@ -234,7 +240,9 @@ pub fn recipients_for(
         if let Some(f) = &flags.recipients_file {
             found.extend(recipients_file(f)?);
         }
-    } else if flags.encrypt || cfg.always {
+    }
+    // --encrypt means the configured recipients, with any given here too.
+    if flags.encrypt || (!by_flags && cfg.always) {
         for r in &cfg.recipients {
             found.push(parse_recipient(r).map_err(|e| {
                 crate::err!(
@@ -257,7 +265,7 @@ pub fn recipients_for(
                 "nothing to encrypt to: pass --recipient KEY (orca-keygen makes a key and prints it), or set encryption.recipients in config"
             );
         }
-    } else {
+    } else if !by_flags {
         return Ok(None);
     }
     let mut public = Vec::new();
@@ -309,6 +317,13 @@ fn passphrase_from_file() -> anyhow::Result<Option<SecretString>> {
     // One line; the newline that editors and `echo` add is not part of it.
     let pass = text.strip_suffix('\n').unwrap_or(&text);
     let pass = pass.strip_suffix('\r').unwrap_or(pass);
+    if pass.contains('\n') || pass.contains('\r') {
+        crate::fail!(
+            Usage,
+            "the passphrase file {} ({PASSPHRASE_FILE_ENV}) holds more than one line: it must hold the passphrase alone, on one line",
+            Path::new(&path).display()
+        );
+    }
     if pass.is_empty() {
         crate::fail!(
             Usage,
@@ -321,6 +336,9 @@ fn passphrase_from_file() -> anyhow::Result<Option<SecretString>> {
 
 fn prompt(text: &str) -> anyhow::Result<String> {
     rpassword::prompt_password(text).map_err(|e| {
+        if crate::interrupt::interrupted() || e.kind() == io::ErrorKind::Interrupted {
+            return crate::err!(Interrupted, "interrupted at the passphrase prompt; nothing was done");
+        }
         crate::err!(
             Usage,
             "cannot ask for the passphrase ({e}): no terminal; put it in a file readable only by you and set {PASSPHRASE_FILE_ENV} to its path"
@@ -330,10 +348,18 @@ fn prompt(text: &str) -> anyhow::Result<String> {
 
 /// What can open encrypted archives.
 pub struct Identities {
-    list: Vec<BoxedIdentity>,
-    /// Where they came from, for messages (paths, never keys).
+    /// Keys (age identity files, SSH keys).
+    keys: Vec<BoxedIdentity>,
+    /// Where they came from, for messages (paths or variable names, never keys).
     pub sources: Vec<String>,
     passphrase: Option<SecretString>,
+    /// The passphrase was asked for (`--passphrase`), not only found in
+    /// `ORCA_PASSPHRASE_FILE`.
+    passphrase_asked: bool,
+    /// Why an identity named by the environment or the config could not be
+    /// loaded: an error only once an encrypted archive needs it (plain
+    /// archives do not care that the key is kept elsewhere).
+    deferred: Option<String>,
     /// Recipients of the X25519 identities (to check that a copy this run
     /// encrypts can be opened again).
     x25519_public: Vec<String>,
@@ -344,24 +370,38 @@ impl std::fmt::Debug for Identities {
         f.debug_struct("Identities")
             .field("sources", &self.sources)
             .field("passphrase", &self.passphrase.is_some())
+            .field("deferred", &self.deferred)
             .finish()
     }
+}
+
+/// How an age file is opened with what was given.
+pub enum Opener<'a> {
+    /// With these identities.
+    With(Vec<&'a dyn age::Identity>),
+    /// Nothing given fits this kind of file: why (the content cannot be
+    /// checked, which is not an error for a verification).
+    Nothing(String),
+    /// An identity named by the environment or config could not be loaded.
+    Broken(String),
 }
 
 impl Identities {
     /// None at all.
     pub fn none() -> Identities {
         Identities {
-            list: Vec::new(),
+            keys: Vec::new(),
             sources: Vec::new(),
             passphrase: None,
+            passphrase_asked: false,
+            deferred: None,
             x25519_public: Vec::new(),
         }
     }
 
     /// Whether there is anything to decrypt with.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.keys.is_empty() && self.passphrase.is_none()
     }
 
     /// Whether a passphrase is among them.
@@ -375,16 +415,72 @@ impl Identities {
         self.passphrase.as_ref()
     }
 
-    /// Whether these open the age file at `path` (its header, checked now).
-    pub fn open_file(&self, path: &Path) -> Result<(), age::DecryptError> {
-        let f = std::fs::File::open(path)?;
-        let d = age::Decryptor::new(io::BufReader::new(f))?;
-        d.decrypt(self.as_age()).map(|_| ())
+    /// What to open a file with, whose header says whether it is
+    /// passphrase-encrypted (`scrypt`): a passphrase file is opened with the
+    /// passphrase alone, a file encrypted to keys with the keys (and with an
+    /// asked-for passphrase, to say clearly that it does not fit).
+    pub fn opener(&self, scrypt: bool) -> Opener<'_> {
+        if scrypt {
+            return match &self.passphrase {
+                Some(_) => Opener::With(Vec::new()),
+                None => match &self.deferred {
+                    Some(why) => Opener::Broken(why.clone()),
+                    None => Opener::Nothing(format!(
+                        "it is encrypted with a passphrase: pass --passphrase (or set {PASSPHRASE_FILE_ENV})"
+                    )),
+                },
+            };
+        }
+        if self.keys.is_empty() && !(self.passphrase.is_some() && self.passphrase_asked) {
+            return match &self.deferred {
+                Some(why) => Opener::Broken(why.clone()),
+                None => Opener::Nothing(format!(
+                    "it is encrypted (age) and no identity was given: pass --identity FILE, set encryption.identity_file in config or {IDENTITY_ENV}"
+                )),
+            };
+        }
+        Opener::With(
+            self.keys
+                .iter()
+                .map(|i| i.as_ref() as &dyn age::Identity)
+                .collect(),
+        )
     }
 
-    /// As age wants them.
-    pub fn as_age(&self) -> impl Iterator<Item = &dyn age::Identity> {
-        self.list.iter().map(|i| i.as_ref() as &dyn age::Identity)
+    /// Open `d` with what fits it (see [`Identities::opener`]).
+    pub fn decrypt<R: io::Read>(
+        &self,
+        d: age::Decryptor<R>,
+    ) -> Result<age::stream::StreamReader<R>, OpenError> {
+        let scrypt = d.is_scrypt();
+        match self.opener(scrypt) {
+            Opener::Nothing(why) => Err(OpenError::Nothing(why)),
+            Opener::Broken(why) => Err(OpenError::Broken(why)),
+            Opener::With(_) if scrypt => {
+                let p = self.passphrase.clone().expect("a passphrase, by opener");
+                let id = age::scrypt::Identity::new(p);
+                d.decrypt(std::iter::once(&id as &dyn age::Identity))
+                    .map_err(OpenError::Age)
+            }
+            Opener::With(mut keys) => {
+                let id = self
+                    .passphrase
+                    .clone()
+                    .filter(|_| self.passphrase_asked)
+                    .map(age::scrypt::Identity::new);
+                if let Some(id) = &id {
+                    keys.push(id as &dyn age::Identity);
+                }
+                d.decrypt(keys.into_iter()).map_err(OpenError::Age)
+            }
+        }
+    }
+
+    /// Whether these open the age file at `path` (its header, checked now).
+    pub fn open_file(&self, path: &Path) -> Result<(), OpenError> {
+        let f = std::fs::File::open(path).map_err(|e| OpenError::Age(e.into()))?;
+        let d = age::Decryptor::new(io::BufReader::new(f)).map_err(OpenError::Age)?;
+        self.decrypt(d).map(|_| ())
     }
 
     /// Whether one of these opens what is encrypted to `public` (an X25519
@@ -395,9 +491,29 @@ impl Identities {
 
     /// Add a passphrase (encrypting and decrypting a copy with the same one).
     pub fn add_passphrase(&mut self, p: SecretString) {
-        self.list
-            .push(Box::new(age::scrypt::Identity::new(p.clone())));
         self.passphrase = Some(p);
+    }
+}
+
+/// Why an age file did not open.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Nothing given fits it (see [`Opener::Nothing`]).
+    Nothing(String),
+    /// An identity named by the environment or config could not be loaded.
+    Broken(String),
+    /// age's own refusal.
+    Age(age::DecryptError),
+}
+
+impl OpenError {
+    /// As (kind, message) for users; see [`explain`].
+    pub fn explain(&self, ids: &Identities, recipients: &[String]) -> (ErrorKind, String) {
+        match self {
+            OpenError::Nothing(why) => (ErrorKind::DecryptionFailed, why.clone()),
+            OpenError::Broken(why) => (ErrorKind::Usage, why.clone()),
+            OpenError::Age(e) => explain(e, ids, recipients),
+        }
     }
 }
 
@@ -410,9 +526,18 @@ pub struct DecryptFlags {
     pub passphrase: bool,
 }
 
+/// Whether `text` is a secret key rather than a path: an age identity or a
+/// private key in PEM/OpenSSH form (as a CI secret holds it).
+fn looks_like_key(text: &str) -> bool {
+    let t = text.to_ascii_uppercase();
+    t.contains("AGE-SECRET-KEY-") || t.contains("PRIVATE KEY-----")
+}
+
 /// The identities to decrypt with: `--identity` files, else `ORCA_IDENTITY`,
 /// else `encryption.identity_file`; plus the passphrase with `--passphrase`
-/// or when `ORCA_PASSPHRASE_FILE` is set.
+/// or when `ORCA_PASSPHRASE_FILE` is set. A file named on the command line
+/// must load; one named by the environment or the config that does not is
+/// reported only when an encrypted archive needs it.
 pub fn identities_for(
     flags: &DecryptFlags,
     cfg: &config::Encryption,
@@ -424,23 +549,48 @@ pub fn identities_for(
         }
     } else if let Some(v) = std::env::var_os(IDENTITY_ENV).filter(|v| !v.is_empty()) {
         let text = v.to_string_lossy();
-        if text.trim_start().starts_with("AGE-SECRET-KEY-") {
-            load_identities_text(text.as_bytes(), IDENTITY_ENV, &mut ids)?;
+        let loaded = if looks_like_key(&text) {
+            load_identities_text(text.as_bytes(), IDENTITY_ENV, &mut ids)
         } else {
-            load_identity_file(Path::new(&v), &mut ids)?;
+            load_identity_file(Path::new(&v), &mut ids)
+        };
+        if let Err(e) = loaded {
+            ids.deferred = Some(format!(
+                "{IDENTITY_ENV}: {}; fix it or unset it",
+                crate::exit::message_of(&e, ErrorKind::Usage)
+            ));
         }
     } else if let Some(f) = cfg
         .identity_file
         .as_deref()
         .filter(|f| !f.trim().is_empty())
     {
-        load_identity_file(&crate::paths::resolve_user_path(f)?, &mut ids)?;
+        let loaded =
+            crate::paths::resolve_user_path(f).and_then(|p| load_identity_file(&p, &mut ids));
+        if let Err(e) = loaded {
+            ids.deferred = Some(format!(
+                "config encryption.identity_file: {}; fix the path (or pass --identity)",
+                crate::exit::message_of(&e, ErrorKind::Usage)
+            ));
+        }
     }
-    let from_file = passphrase_from_file()?;
-    match (flags.passphrase, from_file) {
-        (_, Some(p)) => ids.add_passphrase(p),
-        (true, None) => ids.add_passphrase(SecretString::from(prompt("Passphrase: ")?)),
-        (false, None) => {}
+    match (flags.passphrase, passphrase_from_file()) {
+        (true, Ok(Some(p))) => {
+            ids.add_passphrase(p);
+            ids.passphrase_asked = true;
+        }
+        (true, Ok(None)) => {
+            ids.add_passphrase(SecretString::from(prompt("Passphrase: ")?));
+            ids.passphrase_asked = true;
+        }
+        (true, Err(e)) => return Err(e),
+        (false, Ok(Some(p))) => ids.add_passphrase(p),
+        (false, Ok(None)) => {}
+        (false, Err(e)) => {
+            if ids.deferred.is_none() {
+                ids.deferred = Some(crate::exit::message_of(&e, ErrorKind::Usage));
+            }
+        }
     }
     Ok(ids)
 }
@@ -471,7 +621,7 @@ fn load_identities_text(bytes: &[u8], source: &str, ids: &mut Identities) -> any
                 "identity file {source} is an SSH key of a kind age does not support: use ssh-ed25519 or ssh-rsa, or an age identity (orca-keygen)"
             ),
         }
-        ids.list.push(Box::new(id));
+        ids.keys.push(Box::new(id));
         ids.sources.push(source.to_string());
         return Ok(());
     }
@@ -494,7 +644,7 @@ fn load_identities_text(bytes: &[u8], source: &str, ids: &mut Identities) -> any
         .into_identities()
         .map_err(|e| crate::err!(Usage, "identity file {source}: {e}"))?
     {
-        ids.list.push(id);
+        ids.keys.push(id);
         count += 1;
     }
     if count == 0 {
@@ -621,15 +771,45 @@ mod tests {
         w.finish().unwrap();
         assert!(out.starts_with(AGE_MAGIC));
         let d = age::Decryptor::new(&out[..]).unwrap();
-        let mut r = d.decrypt(ids.as_age()).unwrap();
+        let mut r = ids.decrypt(d).unwrap();
         let mut got = Vec::new();
         io::Read::read_to_end(&mut r, &mut got).unwrap();
         assert_eq!(got, b"hello");
-        let other = Identities::none();
+        // Nothing given: not an error of the archive, nothing to open it with.
+        let none = Identities::none();
         let d = age::Decryptor::new(&out[..]).unwrap();
-        let Err(e) = d.decrypt(other.as_age()) else {
+        let Err(e) = none.decrypt(d) else {
             panic!("opened without a key")
         };
-        assert_eq!(explain(&e, &other, &[]).0, ErrorKind::DecryptionFailed);
+        assert!(matches!(e, OpenError::Nothing(_)));
+        assert_eq!(e.explain(&none, &[]).0, ErrorKind::DecryptionFailed);
+        // Another key: age's refusal, exit 14.
+        let (other_secret, _) = generate();
+        let mut other = Identities::none();
+        load_identities_text(other_secret.expose_secret().as_bytes(), "t", &mut other).unwrap();
+        let d = age::Decryptor::new(&out[..]).unwrap();
+        let Err(e) = other.decrypt(d) else {
+            panic!("opened with another key")
+        };
+        assert!(matches!(e, OpenError::Age(_)));
+        assert_eq!(e.explain(&other, &[]).0, ErrorKind::DecryptionFailed);
+        // A passphrase from the environment alone does not try a key-encrypted file.
+        let mut env_only = Identities::none();
+        env_only.add_passphrase(SecretString::from("pw".to_string()));
+        let d = age::Decryptor::new(&out[..]).unwrap();
+        assert!(matches!(env_only.decrypt(d), Err(OpenError::Nothing(_))));
+    }
+
+    #[test]
+    fn keys_are_never_taken_for_paths() {
+        assert!(looks_like_key("# created: x\nAGE-SECRET-KEY-1ABC"));
+        assert!(looks_like_key("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl"));
+        assert!(looks_like_key("age-secret-key-1abc"));
+        assert!(!looks_like_key("/home/me/.claude-orca/age-identity.txt"));
+        let e = parse_recipient("age-secret-key-1qqqq")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!e.contains("qqqq"), "{e}");
     }
 }

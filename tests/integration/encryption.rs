@@ -664,3 +664,272 @@ fn the_safety_copy_is_encrypted_when_recipients_are_configured() {
     );
     assert!(listing::diff(&before, &listing::of_volume(&vol.name)).is_empty());
 }
+
+/// Kill a restore of `archive` into `vol` once it extracts (the volume half
+/// written, the journal left).
+fn killed_while_extracting(env: &Env, archive: &Path, vol: &str, keys: &[&str]) {
+    let mut args = vec![archive.to_str().unwrap(), "--volume", vol];
+    args.extend_from_slice(keys);
+    let mut c = env.cmd("orca-restore", &args);
+    c.env("ORCA_TEST_PAUSE_AT", "extracting")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("paused at extracting") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(90))
+        .expect("the restore reaches the extraction");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A rollback whose safety copy is encrypted needs its key: without it,
+/// exit 14 and the volume untouched (not emptied); with it, the old contents.
+#[test]
+fn a_rollback_without_the_key_touches_nothing() {
+    need_docker!();
+    let env = Env::new();
+    let src = source("orca-test-rb-src");
+    let (id, recipient) = keygen(&env, "key.txt");
+    env.config(&format!(
+        r#"{{"min_size_warning_mb": 0, "encryption": {{"recipients": ["{recipient}"]}}}}"#
+    ));
+    let out = env.backups().join("orca-db-rb.tar.gz");
+    export_run(&env, &src.name, &out, &["--encrypt"]).ok();
+    let archive = env.backups().join("orca-db-rb.tar.gz.age");
+    let vol = TestVolume::named(&unique("orca-test-rb"));
+    vol.sh("echo old > /v/old.mdf && mkdir /v/d && echo x > /v/d/x.ldf");
+    let old = listing::of_volume(&vol.name);
+    killed_while_extracting(&env, &archive, &vol.name, &["-i", id.to_str().unwrap()]);
+    let half = listing::of_volume(&vol.name);
+    let run = env.run("orca-restore", &["--rollback", "--volume", &vol.name]);
+    let msg = run.message();
+    run.fails_with(14);
+    assert!(
+        msg.contains("--identity") && msg.contains("not touched"),
+        "{msg}"
+    );
+    assert!(
+        listing::diff(&half, &listing::of_volume(&vol.name)).is_empty(),
+        "a rollback without the key changed the volume"
+    );
+    env.run(
+        "orca-restore",
+        &[
+            "--rollback",
+            "--volume",
+            &vol.name,
+            "-i",
+            id.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(listing::diff(&old, &listing::of_volume(&vol.name)).is_empty());
+}
+
+/// What the first review found, each pinned: a key given as the text of an
+/// age-keygen file; a key that does not fit leaves the manifest as it was;
+/// ORCA_PASSPHRASE_FILE does not get in the way of key-encrypted archives;
+/// an identity_file the config names but that is elsewhere does not break
+/// plain archives; verify without a key keeps the export's figures; a
+/// passphrase file of two lines is refused; --encrypt with -r adds to the
+/// configured recipients; the dry run names the encrypted safety copy.
+#[test]
+fn keys_from_the_environment_and_config_behave() {
+    need_docker!();
+    let env = env();
+    let src = source("orca-test-keys");
+    let (id, recipient) = keygen(&env, "key.txt");
+    let (other, other_recipient) = keygen(&env, "other.txt");
+    let out = env.backups().join("orca-db-k.tar.gz");
+    let exported = export_run(&env, &src.name, &out, &["--recipient", &recipient]).ok();
+    let archive = env.backups().join("orca-db-k.tar.gz.age");
+    let a = archive.to_str().unwrap();
+    let manifest = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(format!("{a}.json")).unwrap()).unwrap()
+    };
+
+    // The whole age-keygen file as ORCA_IDENTITY (how a CI secret holds it).
+    let text = std::fs::read_to_string(&id).unwrap();
+    let run = Run::from_output(
+        env.cmd("orca-verify", &[a])
+            .env("ORCA_IDENTITY", &text)
+            .output()
+            .unwrap(),
+    );
+    assert!(!run.stdout.contains("AGE-SECRET-KEY") && !run.stderr.contains("AGE-SECRET-KEY"));
+    let rec = run.ok();
+    assert_eq!(rec["checks"][2]["status"], "pass", "{rec}");
+    // A broken key text never shows either.
+    let broken = text.replace("AGE-SECRET-KEY-1", "AGE-SECRET-KEY-1ZZZ");
+    let run = Run::from_output(
+        env.cmd("orca-verify", &[a])
+            .env("ORCA_IDENTITY", &broken)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        !run.stdout.contains("SECRET-KEY-1") && !run.stderr.contains("SECRET-KEY-1"),
+        "{}",
+        run.stderr
+    );
+    run.fails_with(2);
+
+    // A key that does not fit: exit 14, and the manifest's verification stays.
+    env.run("orca-verify", &[a, "-i", id.to_str().unwrap()])
+        .ok();
+    let before = manifest()["verification"].clone();
+    assert_eq!(before["verified"], true);
+    env.run("orca-verify", &[a, "-i", other.to_str().unwrap()])
+        .fails_with(14);
+    assert_eq!(manifest()["verification"], before);
+
+    // A passphrase file in the environment: ignored for a key-encrypted archive.
+    let pw = env.base().join("pw");
+    std::fs::write(&pw, "a passphrase\n").unwrap();
+    let run = Run::from_output(
+        env.cmd("orca-verify", &[a])
+            .env("ORCA_PASSPHRASE_FILE", &pw)
+            .output()
+            .unwrap(),
+    );
+    let rec = run.ok();
+    // Without a key: checksum only, and the export's figures stay in the record.
+    assert_eq!(rec["checks"][2]["status"], "skipped");
+    let piped = env.run_with("orca-verify", &[], &exported.to_string()).ok();
+    assert_eq!(piped["entries"], exported["entries"]);
+    assert_eq!(piped["uncompressed_bytes"], exported["uncompressed_bytes"]);
+    // Two lines in a passphrase file: refused.
+    std::fs::write(&pw, "one\ntwo\n").unwrap();
+    let run = Run::from_output(
+        env.cmd("orca-verify", &[a, "--passphrase"])
+            .env("ORCA_PASSPHRASE_FILE", &pw)
+            .output()
+            .unwrap(),
+    );
+    let msg = run.message();
+    run.fails_with(2);
+    assert!(msg.contains("more than one line"), "{msg}");
+
+    // encryption.identity_file kept elsewhere: plain archives do not care;
+    // encrypted ones say which setting is wrong (exit 2).
+    env.config(&format!(
+        r#"{{"min_size_warning_mb": 0, "encryption": {{"identity_file": "{}", "recipients": ["{recipient}"]}}}}"#,
+        env.base().join("on-a-usb-stick.txt").display()
+    ));
+    let plain = env.backups().join("orca-db-plain.tar.gz");
+    export_run(&env, &src.name, &plain, &[]).ok();
+    env.run("orca-verify", &[plain.to_str().unwrap()]).ok();
+    let run = env.run("orca-verify", &[a]);
+    let msg = run.message();
+    run.fails_with(2);
+    assert!(msg.contains("encryption.identity_file"), "{msg}");
+
+    // --encrypt and -r: the configured recipients and the one given.
+    let both = env.backups().join("orca-db-both.tar.gz");
+    let rec = export_run(
+        &env,
+        &src.name,
+        &both,
+        &["--encrypt", "-r", &other_recipient],
+    )
+    .ok();
+    let mut got: Vec<String> = rec["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    let mut want = vec![recipient.clone(), other_recipient.clone()];
+    want.sort();
+    assert_eq!(got, want);
+
+    // The dry run names the encrypted safety copy, and refuses what the
+    // real run would: no identity of those recipients given.
+    let vol = TestVolume::named(&unique("orca-test-dry"));
+    vol.sh("echo old > /v/old.mdf");
+    let rec = env
+        .run(
+            "orca-restore",
+            &[
+                a,
+                "--volume",
+                &vol.name,
+                "--dry-run",
+                "-i",
+                id.to_str().unwrap(),
+            ],
+        )
+        .ok();
+    assert!(
+        rec["plan"]["safety_backup"]
+            .as_str()
+            .unwrap()
+            .ends_with(".tar.zst.age"),
+        "{rec}"
+    );
+    env.config(&format!(
+        r#"{{"min_size_warning_mb": 0, "encryption": {{"recipients": ["{other_recipient}"]}}}}"#
+    ));
+    let run = env.run(
+        "orca-restore",
+        &[
+            a,
+            "--volume",
+            &vol.name,
+            "--dry-run",
+            "-i",
+            id.to_str().unwrap(),
+        ],
+    );
+    let msg = run.message();
+    run.fails_with(14);
+    assert!(msg.contains("could not be put back"), "{msg}");
+}
+
+/// One backup name, encrypted or not, is one backup: an export refuses when
+/// either form exists, and --overwrite replaces whichever there is.
+#[test]
+fn a_backup_name_is_one_backup_encrypted_or_not() {
+    need_docker!();
+    let env = env();
+    let src = source("orca-test-twin");
+    let (_, recipient) = keygen(&env, "key.txt");
+    let plain = env.backups().join("orca-db-twin.tar.gz");
+    let sealed = env.backups().join("orca-db-twin.tar.gz.age");
+    export_run(&env, &src.name, &plain, &[]).ok();
+    // The encrypted form of a name that exists in the clear: exit 5, named.
+    let run = export_run(&env, &src.name, &plain, &["--recipient", &recipient]);
+    let msg = run.message();
+    run.fails_with(5);
+    assert!(msg.contains("orca-db-twin.tar.gz"), "{msg}");
+    assert!(!sealed.exists());
+    // Overwrite: the encrypted backup replaces the plain one (sidecars too).
+    export_run(
+        &env,
+        &src.name,
+        &plain,
+        &["--recipient", &recipient, "--overwrite"],
+    )
+    .ok();
+    assert!(sealed.exists());
+    assert!(!plain.exists());
+    assert!(!env.backups().join("orca-db-twin.tar.gz.sha256").exists());
+    assert!(!env.backups().join("orca-db-twin.tar.gz.json").exists());
+    // orca-backup-name sees the encrypted one under the plain name.
+    let run = env.run("orca-backup-name", &["--name", "twin"]);
+    let msg = run.message();
+    run.fails_with(5);
+    assert!(msg.contains("orca-db-twin.tar.gz.age"), "{msg}");
+    // And back: a plain export with --overwrite replaces the encrypted one.
+    export_run(&env, &src.name, &plain, &["--overwrite"]).ok();
+    assert!(plain.exists() && !sealed.exists());
+}

@@ -87,28 +87,32 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     };
     paths::ensure_private_dir(&dir)?;
     let plain = dir.join(&file_name);
-    // The same backup encrypted (`.age`, added by orca-export) is the same name.
+    // The same backup encrypted (`.age`, added by orca-export) is the same
+    // name: whichever exists is the backup that would be replaced.
     let encrypted = dir.join(format!("{file_name}{}", orca_shared::crypt::SUFFIX));
-    let path = if plain.symlink_metadata().is_err() && encrypted.symlink_metadata().is_ok() {
-        encrypted
-    } else {
-        plain.clone()
-    };
+    let existing: Vec<&Path> = [plain.as_path(), encrypted.as_path()]
+        .into_iter()
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect();
     let mut overwrite = cli.overwrite || ctx.record.bool("overwrite")?.unwrap_or(false);
-    if !overwrite && path.symlink_metadata().is_ok() {
-        if path.is_dir() || path.is_symlink() {
+    if !overwrite && !existing.is_empty() {
+        if let Some(odd) = existing.iter().find(|p| p.is_dir() || p.is_symlink()) {
             fail!(
                 AlreadyExists,
                 "{} already exists and is not a regular file; choose another name with --name",
-                path.display()
+                odd.display()
             );
         }
-        overwrite = ask_overwrite(&path)?;
+        let shown = existing
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and ");
+        overwrite = ask_overwrite(&shown)?;
         if !overwrite {
             fail!(
                 AlreadyExists,
-                "backup {} already exists; it was left untouched (choose another name with --name, or pass --overwrite to replace it)",
-                path.display()
+                "backup {shown} already exists; it was left untouched (choose another name with --name, or pass --overwrite to replace it)"
             );
         }
     }
@@ -137,20 +141,16 @@ fn now(flag: Option<&str>) -> anyhow::Result<DateTime<Local>> {
 
 /// Ask `overwrite? [y/N]` on the controlling terminal. No terminal (or stderr
 /// not being one, as in scripts and CI) means no.
-fn ask_overwrite(path: &Path) -> anyhow::Result<bool> {
+fn ask_overwrite(shown: &str) -> anyhow::Result<bool> {
     if !std::io::stderr().is_terminal() {
         return Ok(false);
     }
     let Some((mut input, mut output)) = open_terminal() else {
         return Ok(false);
     };
-    write!(
-        output,
-        "{} already exists. overwrite? [y/N] ",
-        path.display()
-    )
-    .and_then(|()| output.flush())
-    .context("cannot write to the terminal")?;
+    write!(output, "{shown} already exists. overwrite? [y/N] ")
+        .and_then(|()| output.flush())
+        .context("cannot write to the terminal")?;
     let mut answer = String::new();
     input
         .read_line(&mut answer)

@@ -216,8 +216,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         recipients_file: cli.recipients_file.clone(),
         passphrase: cli.passphrase,
     };
-    let encryption = orca_shared::crypt::recipients_for(&encrypt_flags, &ctx.config.encryption)?
-        .map(std::sync::Arc::new);
+    let encrypting = orca_shared::crypt::wants_encryption(&encrypt_flags, &ctx.config.encryption);
     let backups_dir = ctx.config.backups_dir()?;
     let output = match output_given {
         Some(p) => p,
@@ -225,14 +224,30 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     };
     // An encrypted archive is named so: `.age` after the compression's
     // extension (orca-backup-name leaves it to this step).
-    let output = match (&encryption, output.to_str()) {
-        (Some(_), Some(p)) if !p.ends_with(orca_shared::crypt::SUFFIX) => {
+    let output = match output.to_str() {
+        Some(p) if encrypting && !p.ends_with(orca_shared::crypt::SUFFIX) => {
             PathBuf::from(format!("{p}{}", orca_shared::crypt::SUFFIX))
         }
         _ => output,
     };
     paths::utf8(&output)?;
-    check_extension(&output, compression, encryption.is_some())?;
+    check_extension(&output, compression, encrypting)?;
+    // Before asking for a passphrase: a name that is taken ends here.
+    let early_overwrite = cli.overwrite || ctx.record.bool("overwrite")?.unwrap_or(false);
+    if !early_overwrite
+        && let Some(taken) = [Some(output.clone()), twin_of(&output)]
+            .into_iter()
+            .flatten()
+            .find(|p| p.symlink_metadata().is_ok())
+    {
+        fail!(
+            AlreadyExists,
+            "backup {} already exists; it was left untouched (choose another name, or pass --overwrite to replace it)",
+            taken.display()
+        );
+    }
+    let encryption = orca_shared::crypt::recipients_for(&encrypt_flags, &ctx.config.encryption)?
+        .map(std::sync::Arc::new);
     let level = cli
         .level
         .unwrap_or_else(|| ctx.config.level_for(compression));
@@ -408,6 +423,23 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
             opts.output.display()
         );
     }
+    // The same backup in the other form (encrypted or not) is this name too.
+    let twin = twin_of(&opts.output);
+    if !opts.overwrite
+        && let Some(t) = &twin
+        && t.symlink_metadata().is_ok()
+    {
+        fail!(
+            AlreadyExists,
+            "backup {} already exists ({}); it was left untouched (choose another name, or pass --overwrite to replace it)",
+            t.display(),
+            if opts.encryption.is_some() {
+                "the same name in the clear"
+            } else {
+                "the same name, encrypted"
+            }
+        );
+    }
     let dir = fsutil::parent_dir(&opts.output).to_path_buf();
     paths::ensure_private_dir(&dir)?;
     let _lock = match &opts.backups_dir {
@@ -566,6 +598,12 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     archive.commit(opts.overwrite)?;
     checksum.commit(true)?;
     manifest_file.commit(true)?;
+    // Replaced: the backup of this name in its other form goes too.
+    if let Some(t) = &twin
+        && t.symlink_metadata().is_ok_and(|m| m.file_type().is_file())
+    {
+        fsutil::remove_backup_files(t);
+    }
     restarted.with_context(|| format!("the backup {} is complete", opts.output.display()))?;
     Ok(ExportReport {
         size_bytes: streamed.size,
@@ -579,6 +617,18 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         checksum_path,
         manifest_path,
     })
+}
+
+/// The same backup name in the other form: `x.tar.gz` <-> `x.tar.gz.age`
+/// (only for names of backups).
+fn twin_of(output: &Path) -> Option<PathBuf> {
+    let name = output.file_name()?.to_str()?;
+    names::BackupFileName::parse(name)?;
+    let other = match name.strip_suffix(orca_shared::crypt::SUFFIX) {
+        Some(plain) => plain.to_string(),
+        None => format!("{name}{}", orca_shared::crypt::SUFFIX),
+    };
+    Some(fsutil::parent_dir(output).join(other))
 }
 
 /// Fingerprints of the `sa` password of the containers on the volume (for

@@ -273,6 +273,12 @@ impl Work<'_> {
         if let Some(msg) = report.failure_message() {
             fail!(VerificationFailed, "{msg}");
         }
+        // An encrypted safety copy that these keys cannot open would be put
+        // back as nothing: refuse before the volume is touched again.
+        refuse_unopened(
+            &report,
+            "; the volume was not touched by the rollback: give the identity of the safety copy's recipients (--identity)",
+        )?;
         let sha = report.sha256.clone().unwrap_or_default();
         let want = report.visitor.finish();
         self.replace(safety, &want, &sha, false)
@@ -368,7 +374,7 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             "refusing to restore: {msg}; nothing was changed"
         );
     }
-    refuse_unopened(&report)?;
+    refuse_unopened(&report, "; nothing was changed")?;
     let archive_encrypted = report.encryption.is_some();
     let verified_sha = report.sha256.clone().unwrap_or_default();
     let want = report.visitor.tree.finish();
@@ -402,8 +408,10 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let password_differs = password_check(ctx, manifest.manifest(), &users);
     ctx.record.set("password_differs", password_differs);
 
-    let safety_encryption = if !new_volume && !cli.no_safety_backup && !cli.dry_run {
-        safety_encryption(ctx, &ids, archive_encrypted)?
+    let safety_encryption = if !new_volume && !cli.no_safety_backup {
+        let e = safety_encryption(ctx, &ids, archive_encrypted)?;
+        refuse_unopenable_safety(e.as_deref(), &ids)?;
+        e
     } else {
         None
     };
@@ -571,7 +579,7 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 && let Err(e) = work.ids.open_file(path)
             {
                 orca_shared::fsutil::remove_backup_files(path);
-                let (_, why) = orca_shared::crypt::explain(&e, &work.ids, &[]);
+                let (_, why) = e.explain(&work.ids, &[]);
                 fail!(
                     DecryptionFailed,
                     "the safety copy is encrypted to encryption.recipients, but no identity given opens it ({why}): pass --identity with the key of one of those recipients, or --no-safety-backup"
@@ -1003,7 +1011,7 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
             "cannot resume: {msg} (the archive must be the one the restore started with)"
         );
     }
-    refuse_unopened(&report)?;
+    refuse_unopened(&report, "; nothing was changed by this run")?;
     let want = report.visitor.tree.finish();
     // A safety copy that never completed is made now, while the volume is
     // still untouched.
@@ -1013,6 +1021,7 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
     {
         let safety = PathBuf::from(safety);
         let encryption = safety_encryption(ctx, &work.ids, report.encryption.is_some())?;
+        refuse_unopenable_safety(encryption.as_deref(), &work.ids)?;
         let path = if safety.exists()
             || safety
                 .to_string_lossy()
@@ -1047,6 +1056,19 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
             )),
             tags: vec!["pre-restore".to_string()],
         })?;
+        if let Some(e) = work
+            .ids
+            .open_file(&path)
+            .err()
+            .filter(|_| path.to_string_lossy().ends_with(orca_shared::crypt::SUFFIX))
+        {
+            orca_shared::fsutil::remove_backup_files(&path);
+            let (_, why) = e.explain(&work.ids, &[]);
+            fail!(
+                DecryptionFailed,
+                "the safety copy is encrypted to encryption.recipients, but no identity given opens it ({why}): pass --identity with the key of one of those recipients; the volume was not touched by this run"
+            );
+        }
         work.journal.safety_backup = Some(paths::utf8(&path)?.to_string());
         work.journal.safety_sha256 = Some(saved.sha256);
         work.journal.save(&work.journal_path.clone())?;
@@ -1093,22 +1115,49 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
 }
 
 /// An encrypted archive must be opened to be restored: no identity, or none
-/// that fits, is exit 14 before anything changes.
-fn refuse_unopened<V>(report: &orca_verify::Report<V>) -> anyhow::Result<()> {
+/// that fits, is exit 14 (2 for an identity the config names that cannot
+/// be read) before anything changes. `after` ends the message.
+fn refuse_unopened<V>(report: &orca_verify::Report<V>, after: &str) -> anyhow::Result<()> {
     if let Some(msg) = &report.decryption_error {
-        fail!(DecryptionFailed, "{msg}; nothing was changed");
+        return Err(OrcaError::new(report.decryption_kind, format!("{msg}{after}")).into());
     }
     if let Some(e) = &report.encryption
         && e.state != orca_verify::decode::Opening::Opened
     {
+        let why = match &e.state {
+            orca_verify::decode::Opening::NoIdentity(why) => why.clone(),
+            _ => "it could not be opened".to_string(),
+        };
         fail!(
             DecryptionFailed,
-            "cannot restore {}: it is encrypted (age) and no identity was given: pass --identity FILE (or set encryption.identity_file or {}; --passphrase for a passphrase); nothing was changed",
-            report.path.display(),
-            orca_shared::crypt::IDENTITY_ENV
+            "cannot restore from {}: {why}{after}",
+            report.path.display()
         );
     }
     Ok(())
+}
+
+/// Before anything stops: a safety copy encrypted only to X25519 recipients
+/// none of the given identities belongs to could never be put back (SSH
+/// recipients and passphrases are checked once the copy exists).
+fn refuse_unopenable_safety(
+    enc: Option<&orca_shared::crypt::Recipients>,
+    ids: &orca_shared::crypt::Identities,
+) -> anyhow::Result<()> {
+    let Some(r) = enc else { return Ok(()) };
+    let public = r.public();
+    if r.is_passphrase()
+        || public.is_empty()
+        || !public.iter().all(|p| p.starts_with("age1"))
+        || public.iter().any(|p| ids.opens(p))
+    {
+        return Ok(());
+    }
+    fail!(
+        DecryptionFailed,
+        "the safety copy would be encrypted to encryption.recipients ({}), but no identity given is one of theirs, so it could not be put back: pass --identity with the key of one of them, or --no-safety-backup; nothing was changed",
+        public.join(", ")
+    )
 }
 
 /// How the safety copy is encrypted: to the configured recipients when there
@@ -1262,8 +1311,13 @@ fn safety_name(dir: &Path, compression: Compression, encrypted: bool) -> PathBuf
         } else {
             format!("{stem}-{n}{ext}")
         };
-        let path = dir.join(name);
-        if path.symlink_metadata().is_err() {
+        let path = dir.join(&name);
+        // Neither form of the name may exist (a backup name is one backup).
+        let twin = match name.strip_suffix(orca_shared::crypt::SUFFIX) {
+            Some(plain) => dir.join(plain),
+            None => dir.join(format!("{name}{}", orca_shared::crypt::SUFFIX)),
+        };
+        if path.symlink_metadata().is_err() && twin.symlink_metadata().is_err() {
             return path;
         }
         n += 1;

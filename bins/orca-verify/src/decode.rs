@@ -123,8 +123,9 @@ pub struct Encryption {
 pub enum Opening {
     /// Decrypted: every check ran on the content.
     Opened,
-    /// No identity or passphrase was given: only the header was checked.
-    NoIdentity,
+    /// Nothing given fits it (no identity, or a passphrase file without a
+    /// passphrase): only the header was checked; why.
+    NoIdentity(String),
     /// It could not be opened: the kind (decryption failed, or damaged) and why.
     Failed(orca_shared::exit::ErrorKind, String),
 }
@@ -332,19 +333,19 @@ fn decode_outer<V: Visitor>(
         }
     };
     enc.passphrase = decryptor.is_scrypt();
-    if ids.is_empty() {
-        enc.state = Opening::NoIdentity;
-        return (
-            None,
-            0,
-            Err("encrypted (age) and no identity was given: the content was not checked".into()),
-            Some(enc),
-        );
-    }
-    let plain = match decryptor.decrypt(ids.as_age()) {
+    let plain = match ids.decrypt(decryptor) {
         Ok(r) => r,
+        Err(orca_shared::crypt::OpenError::Nothing(why)) => {
+            enc.state = Opening::NoIdentity(why.clone());
+            return (
+                None,
+                0,
+                Err(format!("the content was not checked: {why}")),
+                Some(enc),
+            );
+        }
         Err(e) => {
-            let (kind, why) = orca_shared::crypt::explain(&e, ids, &[]);
+            let (kind, why) = e.explain(ids, &[]);
             enc.state = Opening::Failed(kind, why.clone());
             return (None, 0, Err(why), Some(enc));
         }

@@ -176,6 +176,9 @@ pub struct Report<V> {
     /// Why an encrypted archive could not be checked: no identity or none
     /// that opens it (exit 14, not damage).
     pub decryption_error: Option<String>,
+    /// The exit code that goes with `decryption_error` (14, or 2 when an
+    /// identity named in the config or environment cannot be loaded).
+    pub decryption_kind: orca_shared::exit::ErrorKind,
 }
 
 impl<V> Report<V> {
@@ -259,6 +262,7 @@ pub fn verify<V: Visitor + Send>(
         visitor,
         encryption: None,
         decryption_error: None,
+        decryption_kind: orca_shared::exit::ErrorKind::DecryptionFailed,
     };
     let meta = match std::fs::metadata(path) {
         Ok(m) if m.is_file() => m,
@@ -305,13 +309,22 @@ pub fn verify<V: Visitor + Send>(
     let decoded = decode::decode(path, counting, ids)
         .with_context(|| format!("cannot read {}", path.display()))?;
     report.encryption = decoded.encryption.clone();
-    let locked = matches!(
-        decoded.encryption,
+    let locked_because = match &decoded.encryption {
         Some(decode::Encryption {
-            state: decode::Opening::NoIdentity,
+            state: decode::Opening::NoIdentity(why),
             ..
-        })
-    );
+        }) => Some(why.clone()),
+        _ => None,
+    };
+    let locked = locked_because.is_some();
+    if let Some(decode::Encryption {
+        state: decode::Opening::Failed(orca_shared::exit::ErrorKind::Usage, why),
+        ..
+    }) = &decoded.encryption
+    {
+        report.decryption_kind = orca_shared::exit::ErrorKind::Usage;
+        report.decryption_error = Some(format!("cannot open {}: {why}", path.display()));
+    }
     if let Some(decode::Encryption {
         state: decode::Opening::Failed(orca_shared::exit::ErrorKind::DecryptionFailed, why),
         ..
@@ -350,7 +363,10 @@ pub fn verify<V: Visitor + Send>(
     match &decoded.integrity {
         _ if locked => report.checks.push(Check::skipped(
             "integrity",
-            "skipped: encrypted, no identity (the age header was read; the content was not)",
+            format!(
+                "skipped: encrypted, no identity (the age header was read; the content was not: {})",
+                locked_because.as_deref().unwrap_or("")
+            ),
         )),
         _ if report.decryption_error.is_some() => report.checks.push(Check::skipped(
             "integrity",
@@ -422,16 +438,19 @@ pub fn verify<V: Visitor + Send>(
         && report.decryption_error.is_none()
     {
         report.decryption_error = Some(format!(
-            "cannot verify {}: it is encrypted (age), no identity was given, and there is no checksum (.sha256 file or record) to compare it with: pass --identity FILE (or set encryption.identity_file or {}) to check its content",
+            "cannot verify {}: there is no checksum (.sha256 file or record) to compare it with, and {}",
             path.display(),
-            orca_shared::crypt::IDENTITY_ENV
+            locked_because.as_deref().unwrap_or("it is encrypted")
         ));
     }
     if let Some(w) = manifest.warning() {
         report.warnings.push(w.to_string());
     }
     report.verified = report.checks.iter().all(|c| c.ok) && report.decryption_error.is_none();
+    // A key that does not fit says nothing about the archive: the manifest
+    // keeps what it knew.
     if opts.update_manifest
+        && report.decryption_error.is_none()
         && let Some(m) = manifest.manifest()
     {
         let mut m = m.clone();
@@ -639,10 +658,17 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     rec.set("verified", report.verified);
     rec.set("checks", &report.checks);
     rec.set("warnings", &report.warnings);
-    rec.set("entries", report.entries);
-    rec.set("uncompressed_bytes", report.uncompressed_bytes);
-    rec.set("database_files", report.database_files);
-    rec.set("format", report.format.map(Format::as_str));
+    // What was not read is not zero: the export's figures stay.
+    let content_read = report
+        .encryption
+        .as_ref()
+        .is_none_or(|e| e.state == decode::Opening::Opened);
+    if content_read {
+        rec.set("entries", report.entries);
+        rec.set("uncompressed_bytes", report.uncompressed_bytes);
+        rec.set("database_files", report.database_files);
+        rec.set("format", report.format.map(Format::as_str));
+    }
     if rec.get("sha256").is_none()
         && let Some(sha) = &report.sha256
     {
@@ -653,7 +679,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         fail!(VerificationFailed, "{msg}");
     }
     if let Some(msg) = &report.decryption_error {
-        fail!(DecryptionFailed, "{msg}");
+        return Err(orca_shared::OrcaError::new(report.decryption_kind, msg.clone()).into());
     }
     if report
         .encryption
