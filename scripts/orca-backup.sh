@@ -31,6 +31,11 @@ Options:
   --identity PATH       let the verify step open the encrypted backup (repeatable)
   --drill               start the database on a scratch copy of the new backup and
                         check it (orca-drill) before copying and pruning
+  --drill-image IMAGE   the drill's image (default: the database container's)
+  --drill-env-file F    the drill's environment (KEY=VALUE lines)
+  --drill-probe CMD     the drill's check, run inside the container
+  --drill-mount-point P where the drill's image keeps its data
+  --drill-timeout S     how long the database may take to start (seconds)
   --copy-to URL         copy the verified backup to s3://bucket[/prefix] or a directory
                         (repeatable; default: copy_to in config, else no copy)
   --config PATH         config file (default: $ORCA_CONFIG, else ~/.claude-orca/config.json)
@@ -41,7 +46,7 @@ with cargo when needed); else the orca-* tools on PATH.
 USAGE
 }
 
-find_args=() name_args=() export_args=() verify_args=() copy_args=(--if-configured) drill=0 common=() prune=(--only-if-auto-cleanup)
+find_args=() name_args=() export_args=() verify_args=() copy_args=(--if-configured) drill=0 drill_args=() common=() prune=(--only-if-auto-cleanup)
 while [ $# -gt 0 ]; do
     case "$1" in
         --name) name_args+=(--name "${2?--name needs a value}"); shift 2 ;;
@@ -58,6 +63,11 @@ while [ $# -gt 0 ]; do
         --passphrase) export_args+=(--passphrase); shift ;;
         --identity) verify_args+=(--identity "${2?--identity needs a value}"); shift 2 ;;
         --drill) drill=1; shift ;;
+        --drill-image) drill=1; drill_args+=(--image "${2?--drill-image needs a value}"); shift 2 ;;
+        --drill-env-file) drill=1; drill_args+=(--env-file "${2?--drill-env-file needs a value}"); shift 2 ;;
+        --drill-probe) drill=1; drill_args+=(--probe "${2?--drill-probe needs a value}"); shift 2 ;;
+        --drill-mount-point) drill=1; drill_args+=(--mount-point "${2?--drill-mount-point needs a value}"); shift 2 ;;
+        --drill-timeout) drill=1; drill_args+=(--timeout "${2?--drill-timeout needs a value}"); shift 2 ;;
         --copy-to) copy_args+=(--to "${2?--copy-to needs a value}"); shift 2 ;;
         --config) common+=(--config "${2?--config needs a value}"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -107,7 +117,7 @@ run() { local t="$1"; shift; if [ -n "$bin" ]; then "$bin/$t" "$@"; else "$t" "$
 # The drill step, or a step that passes the record on.
 drill_step() {
     if [ "$drill" = 1 ]; then
-        run orca-drill ${common[@]+"${common[@]}"} ${verify_args[@]+"${verify_args[@]}"}
+        run orca-drill ${common[@]+"${common[@]}"} ${verify_args[@]+"${verify_args[@]}"} ${drill_args[@]+"${drill_args[@]}"}
     else
         cat
     fi

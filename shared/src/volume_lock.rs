@@ -349,6 +349,20 @@ pub fn holders(volume: &str) -> anyhow::Result<Vec<Holder>> {
         .collect())
 }
 
+/// The volumes the engine holds locks for (any mode, any holder).
+pub fn locked_volumes() -> anyhow::Result<Vec<String>> {
+    let mut v: Vec<String> = list(HashMap::from([(
+        "label".to_string(),
+        vec![LOCK_LABEL.to_string()],
+    )]))?
+    .into_iter()
+    .filter_map(|f| f.labels.get(LOCK_LABEL).cloned())
+    .collect();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
 /// Every interrupted restore this engine knows of: (volume, journal path).
 pub fn interrupted_restores() -> anyhow::Result<Vec<(String, String)>> {
     let found = list(HashMap::from([(

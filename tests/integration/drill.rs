@@ -158,16 +158,50 @@ fn postgres_backups_pass_fail_and_leave_nothing() {
     let _serial = serial();
     let env = env();
     let pg = Pg::start(5000);
+    pg.psql(
+        "app",
+        r#"CREATE TABLE "we|ird" (a int); INSERT INTO "we|ird" VALUES (1), (2);"#,
+    );
+    // Another container on the volume, named to sort first: the drill must
+    // still pick the database's.
+    let sidecar = unique("orca-test-a-agent");
+    let _sidecar = GoneContainer(sidecar.clone());
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &sidecar,
+        "--label",
+        &format!("{TEST_LABEL}=true"),
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/mnt/pg:ro", pg.vol.name),
+        busybox_image(),
+        "sleep",
+        "100000",
+    ]);
     let rel = pg.psql("app", "SELECT pg_relation_filepath('t')");
     let rel = rel.trim().to_string();
     // A consistent backup: PostgreSQL stopped for the copy.
     let good = env.backups().join("orca-db-pg-good.tar.gz");
     export_run(&env, &pg.vol.name, &good, &["--stop"]).ok();
     let m = manifest_of(&good);
-    assert_eq!(m["containers"][0]["image"], POSTGRES_IMAGE);
-    assert_eq!(
-        m["containers"][0]["mount_point"],
-        "/var/lib/postgresql/data"
+    let db = m["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["image"] == POSTGRES_IMAGE)
+        .expect("the database container is in the manifest")
+        .clone();
+    assert_eq!(db["mount_point"], "/var/lib/postgresql/data");
+    assert!(
+        m["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["mount_point"] == "/mnt/pg"),
+        "{m}"
     );
     assert!(
         !m.to_string().contains("POSTGRES") && !m.to_string().contains("PATH="),
@@ -188,7 +222,18 @@ fn postgres_backups_pass_fail_and_leave_nothing() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["online", "amcheck", "rows:app"]);
+    assert_eq!(
+        names,
+        [
+            "data",
+            "online",
+            "amcheck",
+            "indexes:app",
+            "rows:app",
+            "indexes:postgres",
+            "rows:postgres"
+        ]
+    );
     let app = d["databases"]
         .as_array()
         .unwrap()
@@ -197,7 +242,11 @@ fn postgres_backups_pass_fail_and_leave_nothing() {
         .unwrap();
     assert_eq!(
         app["tables"],
-        serde_json::json!([{"name": "public.small", "rows": 3}, {"name": "public.t", "rows": 5000}])
+        serde_json::json!([
+            {"name": "public.small", "rows": 3},
+            {"name": "public.t", "rows": 5000},
+            {"name": "public.we|ird", "rows": 2}
+        ])
     );
     // The manifest keeps it; the catalog says so.
     let m = manifest_of(&good);
@@ -222,6 +271,25 @@ fn postgres_backups_pass_fail_and_leave_nothing() {
         String::from_utf8_lossy(&table.stdout)
     );
     assert!(scratch_left().is_empty(), "{:?}", scratch_left());
+    // Another superuser than the one the database has: the drill's setup
+    // (exit 2), not the backup, and nothing recorded.
+    let env_file = env.base().join("pg.env");
+    std::fs::write(&env_file, "POSTGRES_USER=nobody\n").unwrap();
+    let run = env.run(
+        "orca-drill",
+        &[
+            good.to_str().unwrap(),
+            "--env-file",
+            env_file.to_str().unwrap(),
+        ],
+    );
+    let msg = run.message();
+    run.fails_with(2);
+    assert!(
+        msg.contains("no role 'nobody'") && msg.contains("POSTGRES_USER"),
+        "{msg}"
+    );
+    assert_eq!(manifest_of(&good)["drills"].as_array().unwrap().len(), 1);
     // The database it came from runs again, untouched.
     assert_eq!(pg.psql("app", "SELECT count(*) FROM t").trim(), "5000");
 
@@ -244,6 +312,34 @@ fn postgres_backups_pass_fail_and_leave_nothing() {
     );
     assert_eq!(rec["drill"]["ok"], false);
     assert_eq!(manifest_of(&lost)["drills"][0]["ok"], false);
+    assert!(scratch_left().is_empty(), "{:?}", scratch_left());
+
+    // A relation file cut short: a full read does not notice, an index does.
+    let (_v3, cut) = damaged_copy(
+        &env,
+        &good,
+        "orca-db-pg-cut.tar.gz",
+        // dd without conv=notrunc cuts the file where it starts writing.
+        &format!("dd if=/dev/null of=/v/{rel} bs=8192 seek=2 2>/dev/null"),
+    );
+    let run = env.run(
+        "orca-drill",
+        &[cut.to_str().unwrap(), "--image", POSTGRES_IMAGE],
+    );
+    let msg = run.message();
+    run.fails_with(18);
+    assert!(
+        msg.contains("indexes:app") && msg.contains("could not read block"),
+        "{msg}"
+    );
+    // Where the image does not find the data, it must not pass on a fresh one.
+    let run = env.run(
+        "orca-drill",
+        &[good.to_str().unwrap(), "--mount-point", "/srv/elsewhere"],
+    );
+    let msg = run.message();
+    run.fails_with(2);
+    assert!(msg.contains("not on the restored copy"), "{msg}");
     assert!(scratch_left().is_empty(), "{:?}", scratch_left());
 
     // A data directory whose mode changed: PostgreSQL refuses to start.
@@ -343,8 +439,35 @@ fn ctrl_c_and_sigkill_leave_no_scratch_copy() {
             assert!(scratch_left().is_empty(), "{:?}", scratch_left());
         }
     }
-    // The SIGKILLed drill left its scratch copy; the next drill removes it.
-    assert!(!scratch_left().is_empty());
+    // Killed in the restore, before the scratch volume exists: its journal
+    // and lock stay behind.
+    let mut cmd = env.cmd("orca-drill", &[good.to_str().unwrap()]);
+    cmd.env("ORCA_TEST_PAUSE_AT", "journaled")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            if line.unwrap_or_default().contains("paused at journaled") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("the scratch restore writes its journal");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let journals = || {
+        files_in(&env.backups())
+            .into_iter()
+            .filter(|f| f.contains(".journal"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(journals().len(), 1);
+    // What the killed drills left, the next drill removes.
     let run = env.run("orca-drill", &[good.to_str().unwrap()]);
     assert!(
         run.stderr
@@ -354,7 +477,23 @@ fn ctrl_c_and_sigkill_leave_no_scratch_copy() {
     );
     run.ok();
     assert!(scratch_left().is_empty(), "{:?}", scratch_left());
-    // Two aborted drills recorded nothing; the third did.
+    assert!(journals().is_empty(), "{:?}", journals());
+    let listed = env.run("orca-list", &[]).ok();
+    assert_eq!(listed["interrupted_restores"], serde_json::json!([]));
+    let locks = docker_ok(&["ps", "-aq", "--filter", "label=org.orca-backup.lock"]);
+    for id in locks.split_whitespace() {
+        let v = docker_ok(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"org.orca-backup.lock\"}}",
+            id,
+        ]);
+        assert!(
+            !v.starts_with("orca-drill-"),
+            "a drill's lock was left: {v}"
+        );
+    }
+    // Aborted drills recorded nothing; the last one did.
     assert_eq!(manifest_of(&good)["drills"].as_array().unwrap().len(), 1);
 }
 
@@ -688,6 +827,45 @@ fn a_generic_probe_a_healthcheck_and_the_workflow_drill() {
         "running"
     );
     assert!(scratch_left().is_empty(), "{:?}", scratch_left());
+
+    // With no database container, the workflow passes the drill its image.
+    docker_ok(&["rm", "-f", &db]);
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/orca-backup.sh"))
+        .args([
+            "--name",
+            "drilled-alone",
+            "--drill-image",
+            image,
+            "--drill-probe",
+            "test -f /var/opt/mssql/marker",
+            "--drill-mount-point",
+            "/var/opt/mssql",
+        ])
+        .env("ORCA_BIN_DIR", bin_dir())
+        .env("ORCA_HOME", env.base())
+        .env_remove("ORCA_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let rec = Run::from_output(out).ok();
+    assert_eq!(rec["drill"]["engine"], "other");
+    // A drill that cannot start says so, and that the backup itself is there.
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/orca-backup.sh"))
+        .args(["--name", "drilled-no-image", "--drill"])
+        .env("ORCA_BIN_DIR", bin_dir())
+        .env("ORCA_HOME", env.base())
+        .env_remove("ORCA_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run::from_output(out);
+    assert!(
+        run.stderr
+            .contains("The backup itself was written and verified"),
+        "{}",
+        run.stderr
+    );
+    run.fails_with(2);
 }
 
 struct GoneContainer(String);

@@ -98,6 +98,8 @@ pub struct Drill {
     pub restore_ms: u64,
     /// From starting the container to the database answering.
     pub started_in_ms: Option<u64>,
+    /// How long the checks took.
+    pub checks_ms: Option<u64>,
     /// The checks.
     pub checks: Vec<Check>,
     /// The databases found, with their tables' row counts.
@@ -132,6 +134,15 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     if ctx.record.get("backup_path").is_none() || ctx.record.get("fetched_from").is_some() {
         ctx.record.set("backup_path", paths::utf8(&archive)?);
     }
+    match std::fs::metadata(&archive) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => fail!(Usage, "{} is not a file", archive.display()),
+        Err(e) => fail!(
+            VerificationFailed,
+            "cannot read {}: {e} (check the path)",
+            archive.display()
+        ),
+    }
     let read = manifest::read(&archive);
     if let Some(w) = read.warning() {
         ctx.warn(w);
@@ -143,7 +154,21 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let tool = ctx.tool;
     let config = ctx.config.clone();
     let loaded = ctx.loaded.clone();
-    scratch::remove_stale(tool, &|volume| {
+    let backups_dir = ctx.config.backups_dir()?;
+    let clear_lock = |volume: &str| -> anyhow::Result<()> {
+        let image = docker::ensure_helper_image(config.helper_image.as_deref())?;
+        let lock = orca_shared::volume_lock::acquire(&orca_shared::volume_lock::LockRequest {
+            tool,
+            volume,
+            mode: orca_shared::volume_lock::LockMode::Restore,
+            image: &image,
+            stops: &[],
+            journal: None,
+            recovering: false,
+        })?;
+        lock.release()
+    };
+    let recover = |volume: &str| -> anyhow::Result<()> {
         let mut sub = sub_ctx(tool, &config, &loaded);
         let rollback = orca_restore::Cli {
             archive: None,
@@ -165,7 +190,8 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             Err(e) if orca_shared::exit::kind_of(&e) == ErrorKind::Usage => Ok(()),
             Err(e) => Err(e),
         }
-    });
+    };
+    scratch::remove_stale(tool, &backups_dir, &recover, &clear_lock);
 
     let mut s = Scratch::new(tool);
     ctx.note(format!(
@@ -199,6 +225,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         restore_ms,
         started_in_ms: None,
+        checks_ms: None,
         checks: vec![],
         databases: vec![],
         duration_ms: 0,
@@ -245,11 +272,16 @@ fn exercise(
     drill: &mut Drill,
 ) -> anyhow::Result<()> {
     s.create_container(&setup.image, &setup.env, &setup.mount_point)?;
-    s.start()?;
+    s.start(&setup.image, &setup.mount_point)?;
     orca_shared::testpoint::point("drill-started");
     let t0 = Instant::now();
     let deadline = t0 + timeout;
-    let step = timeout.min(Duration::from_secs(60));
+    // One attempt may take what is left of the deadline.
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1))
+    };
     let probe = match (&cli.probe, setup.engine) {
         (Some(cmd), _) => Probe::Command(cmd.clone()),
         (None, Engine::Postgres) => Probe::Postgres {
@@ -258,16 +290,15 @@ fn exercise(
         (None, Engine::Sqlserver) => {
             let Some(password) = probe::sa_password(&setup.env) else {
                 fail!(
-                    DrillFailed,
+                    Usage,
                     "the container has no MSSQL_SA_PASSWORD (or SA_PASSWORD): pass --env-file with the one the backup was taken under"
                 );
             };
-            match wait_for(s, setup, deadline, || {
-                or_stopped(SqlCmd::find(s, password.clone(), step), s, setup)
-            })? {
+            ensure_running(s, setup)?;
+            match or_stopped(SqlCmd::find(s, password, left()), s, setup)? {
                 Some(q) => Probe::SqlServer(q),
                 None => fail!(
-                    DrillFailed,
+                    Usage,
                     "the image {} has no sqlcmd (looked in {}): pass --probe CMD",
                     setup.image,
                     probe::SQLCMD_PATHS
@@ -280,22 +311,30 @@ fn exercise(
         }
         (None, Engine::Other) => Probe::Health,
     };
-    let mut last_check = Instant::now();
+    let mut last_note = Instant::now();
     loop {
         orca_shared::interrupt::check()?;
         ensure_running(s, setup)?;
-        if or_stopped(probe.ready(s, step), s, setup)? {
+        if or_stopped(probe.ready(s, left()), s, setup)? {
             break;
         }
+        if matches!(probe, Probe::Health) && s.state()?.health.as_deref() == Some("unhealthy") {
+            fail!(
+                DrillFailed,
+                "{} says it is unhealthy on the scratch copy (its HEALTHCHECK); its last words: {}",
+                display(setup.engine),
+                tail(&s.logs(20))
+            );
+        }
         if Instant::now() >= deadline {
-            let why = probe.not_ready_because(s, step);
+            let why = probe.not_ready_because(s, Duration::from_secs(10));
             fail!(
                 DrillFailed,
                 "{} did not become ready within {} s ({why}); its last words: {}{}",
-                setup.engine.as_str(),
+                display(setup.engine),
                 timeout.as_secs(),
                 tail(&s.logs(20)),
-                if why.contains("Login failed for user 'sa'") {
+                if wrong_password(&why) {
                     PASSWORD_HINT
                 } else {
                     ""
@@ -305,28 +344,41 @@ fn exercise(
         // SQL Server answering "Login failed" for a while is not starting up:
         // the volume holds another sa password.
         if matches!(probe, Probe::SqlServer(_)) && t0.elapsed() > LOGIN_PATIENCE {
-            let why = probe.not_ready_because(s, step);
-            if why.contains("Login failed for user 'sa'") {
+            let why = probe.not_ready_because(s, Duration::from_secs(10));
+            if wrong_password(&why) {
                 fail!(
                     DrillFailed,
-                    "sqlserver runs on the scratch copy but refuses the password ({why}){PASSWORD_HINT}"
+                    "SQL Server runs on the scratch copy but refuses the password ({why}){PASSWORD_HINT}"
                 );
             }
         }
-        if last_check.elapsed() > Duration::from_secs(15) {
+        if last_note.elapsed() > Duration::from_secs(15) {
             ctx.note(format!(
                 "waiting for {} to start ({} s so far)",
-                setup.engine.as_str(),
+                display(setup.engine),
                 t0.elapsed().as_secs()
             ));
-            last_check = Instant::now();
+            last_note = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(300));
     }
     drill.started_in_ms = Some(t0.elapsed().as_millis() as u64);
     orca_shared::testpoint::point("drill-ready");
-    let Findings { checks, databases } = or_stopped(probe.checks(s, timeout), s, setup)?;
+    let checking = Instant::now();
+    let started_at = s.started_at()?;
+    let findings = or_stopped(
+        probe.checks(s, timeout, &setup.mount_point, started_at),
+        s,
+        setup,
+    )?;
+    drill.checks_ms = Some(checking.elapsed().as_millis() as u64);
     orca_shared::testpoint::point("drill-checked");
+    let Findings { checks, databases } = findings;
+    // Not on the restored files: the drill's setup, not the backup, is wrong
+    // (exit 2, nothing recorded against the backup).
+    if let Some(c) = checks.iter().find(|c| c.name == "data" && !c.ok) {
+        fail!(Usage, "{}", c.detail);
+    }
     drill.checks = checks;
     drill.databases = databases;
     let failed: Vec<String> = drill
@@ -339,18 +391,32 @@ fn exercise(
         fail!(DrillFailed, "no check ran");
     }
     if !failed.is_empty() {
-        let login = failed
-            .iter()
-            .any(|f| f.contains("Login failed for user 'sa'"));
+        let login = failed.iter().any(|f| wrong_password(f));
         fail!(
             DrillFailed,
             "{} started on the scratch copy, but {}{}",
-            setup.engine.as_str(),
+            display(setup.engine),
             failed.join("; "),
             if login { PASSWORD_HINT } else { "" }
         );
     }
     Ok(())
+}
+
+/// "Login failed for user 'sa'" as a wrong password says it; with a
+/// `Reason:` (script upgrade mode after an image update) it is SQL Server
+/// still starting.
+fn wrong_password(text: &str) -> bool {
+    text.contains("Login failed for user 'sa'") && !text.contains("Reason:")
+}
+
+/// How messages name an engine.
+fn display(e: Engine) -> &'static str {
+    match e {
+        Engine::Sqlserver => "SQL Server",
+        Engine::Postgres => "PostgreSQL",
+        Engine::Other => "the database container",
+    }
 }
 
 const PASSWORD_HINT: &str = " (SQL Server keeps the sa password inside the volume: the backup was taken under another password; pass --env-file with that one)";
@@ -366,7 +432,7 @@ fn ensure_running(s: &Scratch, setup: &Setup) -> anyhow::Result<()> {
     fail!(
         DrillFailed,
         "{} stopped before it was ready (exit code {}{}) on the scratch copy of this backup: {}",
-        setup.engine.as_str(),
+        display(setup.engine),
         state.exit_code.unwrap_or(-1),
         if state.oom_killed {
             ", out of memory"
@@ -390,34 +456,24 @@ fn or_stopped<T>(r: anyhow::Result<T>, s: &Scratch, setup: &Setup) -> anyhow::Re
     }
 }
 
-/// Retry `f` while the container runs, until it gives something or the
-/// deadline passes.
-fn wait_for<T>(
-    s: &Scratch,
-    setup: &Setup,
-    deadline: Instant,
-    mut f: impl FnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<Option<T>> {
-    loop {
-        orca_shared::interrupt::check()?;
-        ensure_running(s, setup)?;
-        if let Some(v) = f()? {
-            return Ok(Some(v));
-        }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 /// The image, engine, environment and mount point.
 fn setup(cli: &Cli, ctx: &Ctx, m: Option<&Manifest>) -> anyhow::Result<Setup> {
-    // The database container: the one the backup stopped, else the first.
+    // The database container: among those on the volume, one whose image
+    // (or environment, while it exists) is a database's; else one the
+    // backup stopped; else the first.
+    let details = |c: &orca_shared::manifest::ContainerAtBackup| {
+        docker::container_details(&c.id)
+            .ok()
+            .flatten()
+            .or_else(|| docker::container_details(&c.name).ok().flatten())
+    };
     let db = m.and_then(|m| {
         m.containers
             .iter()
-            .find(|c| c.stopped_for_backup)
+            .find(|c| {
+                probe::detect(&c.image, &details(c).map(|d| d.env).unwrap_or_default()).is_some()
+            })
+            .or_else(|| m.containers.iter().find(|c| c.stopped_for_backup))
             .or_else(|| m.containers.first())
     });
     let image = match (&cli.image, db) {
@@ -435,13 +491,7 @@ fn setup(cli: &Cli, ctx: &Ctx, m: Option<&Manifest>) -> anyhow::Result<Setup> {
         );
     }
     // The environment: --env-file, else the database container's own.
-    let live = match db {
-        Some(c) => docker::container_details(&c.id)
-            .ok()
-            .flatten()
-            .or_else(|| docker::container_details(&c.name).ok().flatten()),
-        None => None,
-    };
+    let live = db.and_then(details);
     let env = match &cli.env_file {
         Some(p) => read_env_file(p)?,
         None => match &live {
@@ -494,10 +544,10 @@ fn setup(cli: &Cli, ctx: &Ctx, m: Option<&Manifest>) -> anyhow::Result<Setup> {
             "where does image '{image}' keep its data? pass --mount-point PATH"
         );
     };
-    if !mount_point.starts_with('/') {
+    if !mount_point.starts_with('/') || mount_point.trim_end_matches('/').is_empty() {
         fail!(
             Usage,
-            "--mount-point {mount_point:?} must be an absolute path inside the container"
+            "--mount-point {mount_point:?} must be an absolute path inside the container, and not /"
         );
     }
     ctx.note(format!(
@@ -517,11 +567,15 @@ fn setup(cli: &Cli, ctx: &Ctx, m: Option<&Manifest>) -> anyhow::Result<Setup> {
     })
 }
 
-/// `KEY=VALUE` lines (`#` comments, blank lines and `export ` skipped, as
-/// `docker run --env-file` reads them).
+/// The lines of an env file as `docker run --env-file` reads them: `KEY=VALUE`
+/// (the value as written), a bare `KEY` takes its value from this process's
+/// environment (left out when unset, which keeps a password out of files),
+/// `#` comments and blank lines are skipped, a UTF-8 byte-order mark and CR
+/// line ends are ignored, a name with white space is an error.
 pub fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| orca_shared::err!(Usage, "cannot read --env-file {}: {e}", path.display()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -529,17 +583,26 @@ pub fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        let t = t.strip_prefix("export ").unwrap_or(t);
-        match t.split_once('=') {
-            Some((k, _)) if !k.is_empty() && !k.contains(char::is_whitespace) => {
-                out.push(t.to_string())
-            }
-            _ => fail!(
+        let (key, value) = match t.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (t.trim_end(), None),
+        };
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            fail!(
                 Usage,
-                "--env-file {}: line {} is not KEY=VALUE",
+                "--env-file {}: line {}: {:?} is not a variable name (lines are KEY=VALUE, or KEY to take it from the environment)",
                 path.display(),
-                i + 1
-            ),
+                i + 1,
+                key
+            );
+        }
+        match value {
+            Some(v) => out.push(format!("{key}={v}")),
+            None => {
+                if let Ok(v) = std::env::var(key) {
+                    out.push(format!("{key}={v}"));
+                }
+            }
         }
     }
     Ok(out)
@@ -612,14 +675,14 @@ mod tests {
         let p = dir.path().join("env");
         std::fs::write(
             &p,
-            "# sql\nACCEPT_EULA=Y\r\n\nexport MSSQL_SA_PASSWORD=a=b c\n",
+            "\u{feff}# sql\nACCEPT_EULA=Y\r\n\nMSSQL_SA_PASSWORD=a=b c\nPATH\nORCA_SURELY_UNSET_VARIABLE\n",
         )
         .unwrap();
-        assert_eq!(
-            read_env_file(&p).unwrap(),
-            vec!["ACCEPT_EULA=Y", "MSSQL_SA_PASSWORD=a=b c"]
-        );
-        std::fs::write(&p, "just words\n").unwrap();
+        let got = read_env_file(&p).unwrap();
+        assert_eq!(got[..2], ["ACCEPT_EULA=Y", "MSSQL_SA_PASSWORD=a=b c"]);
+        assert!(got[2].starts_with("PATH="), "{got:?}");
+        assert_eq!(got.len(), 3);
+        std::fs::write(&p, "export X=1\n").unwrap();
         assert!(read_env_file(&p).is_err());
     }
 

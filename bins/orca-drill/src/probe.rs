@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::scratch::{Exec, Scratch};
@@ -244,13 +245,23 @@ fn bracket(name: &str) -> String {
     format!("[{}]", name.replace(']', "]]"))
 }
 
-/// Rows of `a|b` output, skipping blank lines.
-fn rows(text: &str) -> Vec<Vec<String>> {
+/// Rows of `name|value` output, skipping blank lines; split at the last
+/// `|` (a name may hold one; a state or a count never does).
+fn pairs(text: &str) -> anyhow::Result<Vec<(String, String)>> {
     text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.rsplit_once('|') {
+            Some((a, b)) => Ok((a.trim().to_string(), b.trim().to_string())),
+            None => Err(anyhow::anyhow!("{l:?} is not a name and a value")),
+        })
         .collect()
+}
+
+/// Whether `path` is `dir` or inside it.
+fn under(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path == dir || path.starts_with(&format!("{dir}/"))
 }
 
 impl Probe {
@@ -304,11 +315,19 @@ impl Probe {
         }
     }
 
-    /// The checks, once ready.
-    pub fn checks(&self, s: &Scratch, limit: Duration) -> anyhow::Result<Findings> {
+    /// The checks, once ready. `mount_point` and `started` (when the
+    /// container started) let it prove that the database runs on the
+    /// restored files and not on ones it just made.
+    pub fn checks(
+        &self,
+        s: &Scratch,
+        limit: Duration,
+        mount_point: &str,
+        started: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Findings> {
         match self {
-            Probe::SqlServer(q) => sqlserver_checks(q, s, limit),
-            Probe::Postgres { user } => postgres_checks(user, s, limit),
+            Probe::SqlServer(q) => sqlserver_checks(q, s, limit, mount_point),
+            Probe::Postgres { user } => postgres_checks(user, s, limit, mount_point, started),
             Probe::Command(cmd) => Ok(Findings {
                 checks: vec![Check::pass(
                     "probe",
@@ -329,8 +348,41 @@ impl Probe {
 
 const SQL_SYSTEM_DBS: [&str; 4] = ["master", "tempdb", "model", "msdb"];
 
-fn sqlserver_checks(q: &SqlCmd, s: &Scratch, limit: Duration) -> anyhow::Result<Findings> {
+fn sqlserver_checks(
+    q: &SqlCmd,
+    s: &Scratch,
+    limit: Duration,
+    mount_point: &str,
+) -> anyhow::Result<Findings> {
     let mut f = Findings::default();
+    // The restored files, not a fresh master: where master's data file is.
+    let r = q.query(
+        s,
+        "SET NOCOUNT ON; SELECT physical_name FROM sys.master_files WHERE database_id = 1 AND file_id = 1",
+        None,
+        limit,
+    )?;
+    let master = r.stdout.trim().to_string();
+    if r.code != 0 {
+        f.checks.push(Check::fail("data", short(&r.said())));
+        return Ok(f);
+    }
+    f.checks.push(if under(&master, mount_point) {
+        Check::pass(
+            "data",
+            format!("SQL Server runs on the restored copy ({master})"),
+        )
+    } else {
+        Check::fail(
+            "data",
+            format!(
+                "SQL Server's master database is {master}, not on the restored copy mounted at {mount_point}: pass --mount-point where the image keeps its data"
+            ),
+        )
+    });
+    if !f.checks[0].ok {
+        return Ok(f);
+    }
     let r = q.query(
         s,
         "SET NOCOUNT ON; SELECT name, state_desc FROM sys.databases ORDER BY database_id",
@@ -341,10 +393,9 @@ fn sqlserver_checks(q: &SqlCmd, s: &Scratch, limit: Duration) -> anyhow::Result<
         f.checks.push(Check::fail("online", short(&r.said())));
         return Ok(f);
     }
-    for row in rows(&r.stdout) {
-        let [name, state] = <[String; 2]>::try_from(row.clone()).map_err(|_| {
-            anyhow::anyhow!("sqlcmd printed {row:?} where a database and its state were expected")
-        })?;
+    for (name, state) in
+        pairs(&r.stdout).map_err(|e| anyhow::anyhow!("sqlcmd's list of databases: {e}"))?
+    {
         let system = SQL_SYSTEM_DBS.contains(&name.as_str());
         f.databases.push(Database {
             name,
@@ -417,23 +468,74 @@ fn sqlserver_checks(q: &SqlCmd, s: &Scratch, limit: Duration) -> anyhow::Result<
 }
 
 fn table_rows(text: &str) -> anyhow::Result<Vec<Table>> {
-    rows(text)
+    pairs(text)?
         .into_iter()
-        .map(|r| match r.as_slice() {
-            [name, n] => Ok(Table {
-                name: name.clone(),
+        .map(|(name, n)| {
+            Ok(Table {
                 rows: n
                     .parse()
                     .map_err(|_| anyhow::anyhow!("a row count {n:?} for {name} is not a number"))?,
-            }),
-            _ => Err(anyhow::anyhow!("{r:?} is not a table and its row count")),
+                name,
+            })
         })
         .collect()
 }
 
-const PG_SYSTEM_DBS: [&str; 3] = ["postgres", "template0", "template1"];
+/// Template databases hold no data of anyone's (`postgres` may: the
+/// official image's default database).
+const PG_SYSTEM_DBS: [&str; 2] = ["template0", "template1"];
 
-fn postgres_checks(user: &str, s: &Scratch, limit: Duration) -> anyhow::Result<Findings> {
+/// Every user table read two ways: in full, and through its first valid
+/// btree index (an index scan fetches each row the index points to, so a
+/// relation file that was cut short, which a full read would not notice,
+/// fails with PostgreSQL's own "could not read block"); the counts must agree.
+const PG_INDEX_SCAN: &str = r#"DO $orca$
+DECLARE r record; n_all bigint; n_idx bigint;
+BEGIN
+  FOR r IN
+    SELECT c.oid::regclass AS tbl, a.attname AS col, x.relname AS idx
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN LATERAL (
+      SELECT i.indexrelid, i.indkey FROM pg_index i
+      JOIN pg_class ic ON ic.oid = i.indexrelid
+      JOIN pg_am am ON am.oid = ic.relam
+      WHERE i.indrelid = c.oid AND am.amname = 'btree' AND i.indkey[0] <> 0
+        AND i.indpred IS NULL AND i.indisvalid
+      ORDER BY i.indisprimary DESC, i.indexrelid LIMIT 1
+    ) i ON true
+    JOIN pg_class x ON x.oid = i.indexrelid
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\_toast%'
+  LOOP
+    EXECUTE format('SELECT count(*) FROM %s', r.tbl) INTO n_all;
+    SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off;
+    SET LOCAL enable_indexonlyscan = off; SET LOCAL enable_sort = off;
+    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s ORDER BY %I) s', r.tbl, r.col) INTO n_idx;
+    RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_indexonlyscan; RESET enable_sort;
+    IF n_all <> n_idx THEN
+      RAISE EXCEPTION 'table % has % rows read in full but % through its index %', r.tbl, n_all, n_idx, r.idx;
+    END IF;
+  END LOOP;
+END $orca$;"#;
+
+/// The rows of every leaf table (a partitioned table's rows are its
+/// partitions'), read in full.
+const PG_ROWS: &str = r#"SELECT n.nspname || '.' || c.relname || '|' ||
+  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%'
+ORDER BY 1"#;
+
+fn postgres_checks(
+    user: &str,
+    s: &Scratch,
+    limit: Duration,
+    mount_point: &str,
+    started: Option<DateTime<Utc>>,
+) -> anyhow::Result<Findings> {
     let mut f = Findings::default();
     let psql = |db: &str, sql: &str| -> anyhow::Result<Exec> {
         s.exec(
@@ -457,6 +559,50 @@ fn postgres_checks(user: &str, s: &Scratch, limit: Duration) -> anyhow::Result<F
             limit,
         )
     };
+    // The restored files, not ones initdb just made: the data directory is
+    // on the scratch copy, and its PG_VERSION is older than the container.
+    let r = psql(
+        "postgres",
+        "SELECT current_setting('data_directory') || '|' || extract(epoch FROM (pg_stat_file('PG_VERSION')).modification)::bigint",
+    )?;
+    if r.code != 0 {
+        let said = r.said();
+        if said.contains("does not exist") && said.contains("role") {
+            orca_shared::fail!(
+                Usage,
+                "PostgreSQL on the scratch copy has no role '{user}' ({}): pass --env-file with POSTGRES_USER set to the database's superuser",
+                short(&said)
+            );
+        }
+        f.checks.push(Check::fail("data", short(&said)));
+        return Ok(f);
+    }
+    let (dir, made) = pairs(&r.stdout)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("PostgreSQL did not say where its data is"))?;
+    let made: i64 = made.parse().unwrap_or(i64::MAX);
+    let fresh = started.is_some_and(|t| made >= t.timestamp());
+    f.checks.push(if !under(&dir, mount_point) {
+        Check::fail(
+            "data",
+            format!(
+                "PostgreSQL runs on {dir}, not on the restored copy mounted at {mount_point}: pass --mount-point where the image keeps its data (or PGDATA in --env-file)"
+            ),
+        )
+    } else if fresh {
+        Check::fail(
+            "data",
+            format!(
+                "PostgreSQL made a new, empty data directory at {dir} instead of using the restored one: the backup holds no database there (check --mount-point and PGDATA)"
+            ),
+        )
+    } else {
+        Check::pass("data", format!("PostgreSQL runs on the restored copy ({dir})"))
+    });
+    if !f.checks[0].ok {
+        return Ok(f);
+    }
     let r = psql(
         "postgres",
         "SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname",
@@ -465,7 +611,12 @@ fn postgres_checks(user: &str, s: &Scratch, limit: Duration) -> anyhow::Result<F
         f.checks.push(Check::fail("online", short(&r.said())));
         return Ok(f);
     }
-    for name in r.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    for name in r
+        .stdout
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+    {
         f.databases.push(Database {
             name: name.to_string(),
             state: "connectable".into(),
@@ -492,17 +643,16 @@ fn postgres_checks(user: &str, s: &Scratch, limit: Duration) -> anyhow::Result<F
         _ => Check::fail("amcheck", short(&r.said())),
     });
     for d in f.databases.iter_mut().filter(|d| !d.system) {
-        // Every user table counted for real: reading each one end to end is
-        // what finds a relation file that is missing or cut short.
-        let r = psql(
-            &d.name,
-            "SELECT table_schema || '.' || table_name || '|' || \
-             (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', \
-             table_schema, table_name), false, true, '')))[1]::text \
-             FROM information_schema.tables \
-             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE' \
-             ORDER BY 1",
-        )?;
+        let r = psql(&d.name, PG_INDEX_SCAN)?;
+        f.checks.push(if r.code == 0 {
+            Check::pass(
+                format!("indexes:{}", d.name),
+                "every indexed table reads the same through its index",
+            )
+        } else {
+            Check::fail(format!("indexes:{}", d.name), short(&r.said()))
+        });
+        let r = psql(&d.name, PG_ROWS)?;
         if r.code != 0 {
             f.checks
                 .push(Check::fail(format!("rows:{}", d.name), short(&r.said())));
@@ -571,6 +721,22 @@ mod tests {
             ]
         );
         assert!(table_rows("dbo.Users|many").is_err());
+        assert_eq!(
+            table_rows("public.we|ird|2\n").unwrap(),
+            vec![Table {
+                name: "public.we|ird".into(),
+                rows: 2
+            }]
+        );
+        assert!(under("/var/opt/mssql/data/master.mdf", "/var/opt/mssql/"));
+        assert!(under(
+            "/var/lib/postgresql/data",
+            "/var/lib/postgresql/data"
+        ));
+        assert!(!under(
+            "/var/lib/postgresql/data2",
+            "/var/lib/postgresql/data"
+        ));
         assert_eq!(bracket("we]ird"), "[we]]ird]");
     }
 }

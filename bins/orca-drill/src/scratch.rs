@@ -16,7 +16,7 @@ use bollard::query_parameters as q;
 use futures_util::StreamExt;
 use orca_shared::creator::{Creator, Liveness, tag_liveness};
 use orca_shared::docker::{self, HELPER_LABEL};
-use orca_shared::engine::{self, Mode};
+use orca_shared::engine::{self, EngineError, Mode};
 
 /// Every scratch volume and drill container is named with this prefix.
 pub const PREFIX: &str = "orca-drill-";
@@ -94,25 +94,29 @@ impl Scratch {
                 // Cut short, it may exist all the same: drop removes it by name.
                 if err.status().is_none() {
                     self.container = Some(self.name.clone());
+                    return Err(err.into_error(&format!(
+                        "create the drill's database container from image '{image}'"
+                    )));
                 }
-                Err(err.into_error(&format!(
-                    "create the drill's database container from image '{image}'"
-                )))
+                Err(setup_error(err, image, mount_point))
             }
         }
     }
 
-    /// Start the container.
-    pub fn start(&self) -> anyhow::Result<()> {
+    /// Start the container (`image` with the volume at `mount_point`, for messages).
+    pub fn start(&self, image: &str, mount_point: &str) -> anyhow::Result<()> {
         let id = self.id()?;
         let e = engine::engine()?;
         let docker = e.docker().clone();
-        e.call(
+        match e.call(
             engine::timeouts().request,
             Mode::Interruptible,
             docker.start_container(id, None::<q::StartContainerOptions>),
-        )
-        .map_err(|err| err.into_error("start the drill's database container"))
+        ) {
+            Ok(()) => Ok(()),
+            Err(err) if err.status().is_some() => Err(setup_error(err, image, mount_point)),
+            Err(err) => Err(err.into_error("start the drill's database container")),
+        }
     }
 
     fn id(&self) -> anyhow::Result<&str> {
@@ -193,7 +197,7 @@ impl Scratch {
             ..Default::default()
         };
         let what = argv.first().cloned().unwrap_or_default();
-        e.call(limit, Mode::Interruptible, async {
+        let r = e.call(limit, Mode::Interruptible, async {
             let created = docker.create_exec(id, config).await?;
             let mut out = Exec::default();
             if let bollard::exec::StartExecResults::Attached { mut output, .. } =
@@ -213,8 +217,37 @@ impl Scratch {
             let inspected = docker.inspect_exec(&created.id).await?;
             out.code = inspected.exit_code.unwrap_or(-1);
             Ok(out)
-        })
-        .map_err(|err| err.into_error(&format!("run {what} in the drill's database container")))
+        });
+        match r {
+            Ok(out) => Ok(out),
+            // A command that takes longer than its time is an answer too.
+            Err(EngineError::Timeout(_)) => Ok(Exec {
+                code: TIMED_OUT,
+                stdout: String::new(),
+                stderr: format!("{what}: no answer within {} s", limit.as_secs()),
+            }),
+            Err(err) => {
+                Err(err.into_error(&format!("run {what} in the drill's database container")))
+            }
+        }
+    }
+
+    /// When the container last started (UTC).
+    pub fn started_at(&self) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let id = self.id()?;
+        let e = engine::engine()?;
+        let docker = e.docker().clone();
+        let c = e
+            .call(
+                engine::timeouts().request,
+                Mode::Interruptible,
+                docker.inspect_container(id, None::<q::InspectContainerOptions>),
+            )
+            .map_err(|err| err.into_error("inspect the drill's database container"))?;
+        Ok(c.state
+            .and_then(|s| s.started_at)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc)))
     }
 }
 
@@ -230,6 +263,9 @@ pub struct State {
     /// `starting`, `healthy`, `unhealthy` when the image has a HEALTHCHECK.
     pub health: Option<String>,
 }
+
+/// The exit code [`Scratch::exec`] reports for a command that ran out of time.
+pub const TIMED_OUT: i64 = -3;
 
 /// What a command run inside the container did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -267,6 +303,19 @@ impl Drop for Scratch {
     }
 }
 
+/// The engine refused what the drill asked (a mount point that is a file,
+/// an image that cannot run): the user's setup, exit 2, the engine's words.
+fn setup_error(err: EngineError, image: &str, mount_point: &str) -> anyhow::Error {
+    let said = match &err {
+        EngineError::Api { message, .. } => orca_shared::exit::one_line(message),
+        other => format!("{other:?}"),
+    };
+    orca_shared::err!(
+        Usage,
+        "Docker cannot start image '{image}' with the scratch copy at {mount_point}: {said} (check --image and --mount-point)"
+    )
+}
+
 fn remove_volume(tool: &str, name: &str) {
     match docker::volume_remove(name) {
         Ok(docker::Removed::Yes) => {}
@@ -279,14 +328,21 @@ fn remove_volume(tool: &str, name: &str) {
     }
 }
 
-/// Remove what drills that were killed left: their containers and scratch
-/// volumes whose creating process is gone (on this machine). An interrupted
-/// restore of a scratch volume is undone with `recover` first, so its
-/// journal and lock go too. Says what it removes on stderr.
-pub fn remove_stale(tool: &str, recover: &dyn Fn(&str) -> anyhow::Result<()>) {
-    // Their containers first (helpers whose creator is gone), then the volumes.
+/// Remove what drills that were killed left: their containers, scratch
+/// volumes, and the journal and lock of a scratch restore they were in the
+/// middle of, when their creating process is gone (on this machine). An
+/// interrupted scratch restore is undone with `recover` (orca-restore
+/// --rollback), then any lock left is cleared with `clear_lock`. Says what it
+/// removes on stderr.
+pub fn remove_stale(
+    tool: &str,
+    backups_dir: &std::path::Path,
+    recover: &dyn Fn(&str) -> anyhow::Result<()>,
+    clear_lock: &dyn Fn(&str) -> anyhow::Result<()>,
+) {
+    // Their containers first (helpers whose creator is gone), then the rest.
     docker::remove_stale_helpers(tool);
-    let volumes = match docker::volume_names(PREFIX) {
+    let mut names: Vec<String> = match docker::volume_names(PREFIX) {
         Ok(v) => v,
         Err(e) => {
             eprintln!(
@@ -295,25 +351,41 @@ pub fn remove_stale(tool: &str, recover: &dyn Fn(&str) -> anyhow::Result<()>) {
             return;
         }
     };
-    for v in volumes {
-        let Some(tag) = v.strip_prefix(PREFIX) else {
-            continue;
-        };
-        // <machine>-<pid>-<start>-<nonce>
-        let Some(tag) = tag.rsplit_once('-').map(|(t, _)| t) else {
-            continue;
-        };
-        if tag_liveness(tag) != Some(Liveness::Gone) {
+    for (_, j) in orca_shared::journal::in_dir(backups_dir) {
+        if let Ok(j) = j {
+            names.push(j.volume);
+        }
+    }
+    if let Ok(locked) = orca_shared::volume_lock::locked_volumes() {
+        names.extend(locked);
+    }
+    names.retain(|n| n.starts_with(PREFIX));
+    names.sort();
+    names.dedup();
+    for v in names {
+        if creator_liveness(&v) != Some(Liveness::Gone) {
             continue;
         }
         eprintln!(
-            "{tool}: removing the scratch volume '{v}' of a drill that ended without cleaning up"
+            "{tool}: removing the scratch copy '{v}' of a drill that ended without cleaning up"
         );
         if let Err(e) = recover(&v) {
             eprintln!("{tool}: warning: {e:#}");
         }
-        remove_volume(tool, &v);
+        if let Err(e) = clear_lock(&v) {
+            eprintln!("{tool}: warning: {e:#}");
+        }
+        if docker::volume_inspect(&v).ok().flatten().is_some() {
+            remove_volume(tool, &v);
+        }
     }
+}
+
+/// Whether the drill that named a scratch volume still runs.
+fn creator_liveness(name: &str) -> Option<Liveness> {
+    // orca-drill-<machine>-<pid>-<start>-<nonce>
+    let tag = name.strip_prefix(PREFIX)?.rsplit_once('-')?.0;
+    tag_liveness(tag)
 }
 
 /// Whether `image` declares a HEALTHCHECK.

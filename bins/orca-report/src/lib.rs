@@ -80,6 +80,19 @@ pub fn main() -> ExitCode {
             .unwrap_or("unknown error")
             .to_string();
         eprintln!("❌ Backup failed: {message}");
+        // A later step (drill, copy, prune) failed: the backup itself is there.
+        if record.bool("verified").ok().flatten() == Some(true)
+            && let Some(path) = record.str("backup_path").ok().flatten()
+        {
+            let step = record
+                .get("error")
+                .and_then(|e| e.get("step"))
+                .and_then(|s| s.as_str())
+                .unwrap_or("a later step");
+            eprintln!(
+                "  The backup itself was written and verified: {path} ({step} failed after it)"
+            );
+        }
         let _ = record.write_stdout();
         return ExitCode::from(code);
     }

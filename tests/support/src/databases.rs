@@ -19,7 +19,7 @@ use crate::{TEST_LABEL, docker, docker_with_input};
 /// The real PostgreSQL image.
 pub const POSTGRES_IMAGE: &str = "orca-test-postgres:15";
 /// The SQL Server stand-in.
-pub const MSSQL_STANDIN_IMAGE: &str = "orca-test-mssql-standin:1";
+pub const MSSQL_STANDIN_IMAGE: &str = "orca-test-mssql-standin:2";
 
 /// Make sure [`POSTGRES_IMAGE`] exists (building it takes a minute or two,
 /// once); `None` (skip loudly) when it cannot be built here, or a panic when
@@ -99,6 +99,7 @@ if [ -n "$want" ] && [ "$SQLCMDPASSWORD" != "$want" ]; then
 fi
 case "$q" in
     *"SELECT 1"*) echo 1 ;;
+    *sys.master_files*) echo /var/opt/mssql/data/master.mdf ;;
     *sys.databases*) cat /var/opt/mssql/standin-databases ;;
     *"DBCC CHECKDB"*)
         if [ -f /var/opt/mssql/standin-corrupt ]; then

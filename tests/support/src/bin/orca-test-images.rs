@@ -1,5 +1,6 @@
 //! Build the tests' local images ahead of the tests (CI does): the static
-//! busybox image and the empty image. No registry is needed.
+//! busybox image, the empty image and the SQL Server stand-in. No registry
+//! is needed. (The PostgreSQL image: tests/support/images/postgres.sh.)
 
 fn main() {
     if !orca_test_support::docker_available() {
@@ -8,5 +9,6 @@ fn main() {
     }
     let busybox = orca_test_support::busybox_image();
     let empty = orca_test_support::empty_image();
-    eprintln!("orca-test-images: ready: {busybox}, {empty}");
+    let standin = orca_test_support::databases::mssql_standin_image();
+    eprintln!("orca-test-images: ready: {busybox}, {empty}, {standin}");
 }
