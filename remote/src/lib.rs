@@ -74,7 +74,7 @@ impl Location {
             });
         }
         if let Some(rest) = strip_scheme(t, "file://") {
-            return Ok(Location::Dir(file_url_path(rest, t)?));
+            return Ok(Location::Dir(absolute(file_url_path(rest, t)?)?));
         }
         if let Some((scheme, _)) = t.split_once("://") {
             fail!(
@@ -82,7 +82,7 @@ impl Location {
                 "destination {t:?}: {scheme}:// is not supported; use s3://bucket[/prefix] (any S3-compatible storage) or a directory"
             );
         }
-        Ok(Location::Dir(PathBuf::from(t)))
+        Ok(Location::Dir(absolute(PathBuf::from(t))?))
     }
 
     /// The destination as a URL: `s3://bucket/prefix` or the directory path.
@@ -106,9 +106,18 @@ impl Location {
     }
 }
 
+/// A directory as an absolute path (copies record where they are, not where
+/// the tool happened to run).
+fn absolute(p: PathBuf) -> anyhow::Result<PathBuf> {
+    std::path::absolute(&p)
+        .map_err(|e| orca_shared::err!(Usage, "destination {}: {e}", p.display()))
+}
+
 fn strip_scheme<'a>(t: &'a str, scheme: &str) -> Option<&'a str> {
-    (t.len() >= scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme))
-        .then(|| &t[scheme.len()..])
+    // `get`: a path whose first bytes are not whole characters is no URL.
+    t.get(..scheme.len())
+        .filter(|head| head.eq_ignore_ascii_case(scheme))
+        .and_then(|_| t.get(scheme.len()..))
 }
 
 /// The rules S3 gives bucket names (3-63 of `a-z 0-9 . -`, starting and
@@ -143,16 +152,28 @@ fn file_url_path(rest: &str, url: &str) -> anyhow::Result<PathBuf> {
             "destination {url:?}: percent-escapes, '?' and '#' are not supported in file:// URLs; give the directory as a plain path"
         );
     }
+    let drive = |p: &str| {
+        let b = p.as_bytes();
+        b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
+    };
     if let Some(local) = rest.strip_prefix('/') {
         // file:///C:/x on Windows: the drive letter follows the third slash.
-        let b = local.as_bytes();
-        if cfg!(windows) && b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+        if cfg!(windows) && drive(local) {
             return Ok(PathBuf::from(local));
         }
         return Ok(PathBuf::from(format!("/{local}")));
     }
+    if drive(rest) {
+        fail!(
+            Usage,
+            "destination {url:?}: a drive letter needs three slashes (file:///{rest}), or give the directory as a plain path"
+        );
+    }
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     if host.eq_ignore_ascii_case("localhost") {
+        if cfg!(windows) && drive(path) {
+            return Ok(PathBuf::from(path));
+        }
         return Ok(PathBuf::from(format!("/{path}")));
     }
     if cfg!(windows) && !host.is_empty() {
@@ -339,8 +360,25 @@ impl Remote {
     /// Remove `name` (gone already is fine).
     pub fn delete(&self, name: &str) -> anyhow::Result<()> {
         match &self.backend {
-            Backend::S3(s) => s.delete(name),
+            Backend::S3(s) => s.delete(name, true),
             Backend::Dir(d) => d.delete(name),
+        }
+    }
+
+    /// Remove what this run put there and must not leave (an unchecked
+    /// copy): runs to its deadline even after Ctrl-C.
+    pub fn remove_unfinished(&self, name: &str) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::S3(s) => s.delete(name, false),
+            Backend::Dir(d) => d.delete(name),
+        }
+    }
+
+    /// The local directory, for a directory destination.
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Dir(d) => Some(d.path()),
+            Backend::S3(_) => None,
         }
     }
 
@@ -507,25 +545,24 @@ pub fn fetch(
             local.display()
         );
     }
-    for suffix in names::SIDECAR_SUFFIXES {
-        let side = format!("{name}{suffix}");
-        let path = backups_dir.join(&side);
-        if path.symlink_metadata().is_ok() {
-            continue;
+    // The sidecars: the checksum is the copy's (the one just checked); a
+    // local manifest is kept only when it describes these very bytes (it
+    // may know more: drills, copies), else the copy's replaces it.
+    orca_shared::fsutil::write_atomic(
+        &backups_dir.join(format!("{name}.sha256")),
+        sha256_line(&expected, &name).as_bytes(),
+    )?;
+    let json = backups_dir.join(format!("{name}.json"));
+    let local_fits = manifest::read(&local)
+        .manifest()
+        .is_some_and(|m| m.sha256.eq_ignore_ascii_case(&expected));
+    if !local_fits {
+        match remote.get_small(&format!("{name}.json"))? {
+            Some(bytes) => orca_shared::fsutil::write_atomic(&json, &bytes)?,
+            None => {
+                let _ = std::fs::remove_file(&json);
+            }
         }
-        if let Some(bytes) = remote.get_small(&side)? {
-            orca_shared::fsutil::write_atomic(&path, &bytes)?;
-        }
-    }
-    if backups_dir
-        .join(format!("{name}.sha256"))
-        .symlink_metadata()
-        .is_err()
-    {
-        orca_shared::fsutil::write_atomic(
-            &backups_dir.join(format!("{name}.sha256")),
-            sha256_line(&expected, &name).as_bytes(),
-        )?;
     }
     Ok(local)
 }
@@ -605,6 +642,9 @@ mod tests {
         );
         assert_eq!(n, "orca-db-y.tar.zst");
         assert!(split_object_url("s3://bkt/p/notes.txt").is_err());
+        // Paths whose first bytes are not whole characters are paths.
+        assert!(!is_url("/tmp/xØ/orca-db-x.tar.gz") && !is_url("abcd€x"));
+        assert!(Location::parse("abcd€x").is_ok());
         assert!(split_object_url("s3://bkt/p/").is_err());
         assert!(is_url("S3://x/y") && is_url("file:///x") && !is_url("/x/y"));
     }

@@ -59,6 +59,9 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     endpoint: String,
+    tool: String,
+    /// The profile asked for (for messages).
+    profile: Option<String>,
 }
 
 /// The endpoint, region and addressing to use, as resolved from config and
@@ -83,16 +86,61 @@ pub fn settings(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Settin
         .or_else(|| non_empty(env("AWS_ENDPOINT_URL_S3")))
         .or_else(|| non_empty(env("AWS_ENDPOINT_URL")))
         .map(|e| e.trim().trim_end_matches('/').to_string());
+    let profile = non_empty(config.s3.profile.clone());
     let region = non_empty(config.s3.region.clone())
         .or_else(|| non_empty(env("AWS_REGION")))
-        .or_else(|| non_empty(env("AWS_DEFAULT_REGION")));
+        .or_else(|| non_empty(env("AWS_DEFAULT_REGION")))
+        .or_else(|| {
+            let name = profile
+                .clone()
+                .or_else(|| non_empty(env("AWS_PROFILE")))
+                .unwrap_or_else(|| "default".into());
+            profile_region(env, &name)
+        });
     let path_style = config.s3.path_style.unwrap_or(endpoint.is_some());
     Settings {
         endpoint,
         region,
         path_style,
-        profile: non_empty(config.s3.profile.clone()),
+        profile,
     }
+}
+
+/// The `region` of a profile in the shared AWS config file
+/// (`AWS_CONFIG_FILE`, else `~/.aws/config`): `[default]` or `[profile NAME]`.
+fn profile_region(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    let path = match env("AWS_CONFIG_FILE").filter(|p| !p.is_empty()) {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let home = env("HOME")
+                .or_else(|| env("USERPROFILE"))
+                .filter(|h| !h.is_empty())?;
+            std::path::Path::new(&home).join(".aws").join("config")
+        }
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    let wanted = if name == "default" {
+        vec!["default".to_string(), "profile default".to_string()]
+    } else {
+        vec![format!("profile {name}")]
+    };
+    let mut inside = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(section) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            let section = section.split_whitespace().collect::<Vec<_>>().join(" ");
+            inside = wanted.contains(&section);
+            continue;
+        }
+        if inside
+            && let Some((k, v)) = t.split_once('=')
+            && k.trim() == "region"
+            && !v.trim().is_empty()
+        {
+            return Some(v.trim().to_string());
+        }
+    }
+    None
 }
 
 /// Whether `endpoint` is plain HTTP to a host other than this machine.
@@ -100,20 +148,24 @@ pub fn is_remote_http(endpoint: &str) -> bool {
     let Some(rest) = endpoint
         .get(..7)
         .filter(|s| s.eq_ignore_ascii_case("http://"))
-        .map(|_| &endpoint[7..])
+        .and_then(|_| endpoint.get(7..))
     else {
         return false;
     };
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // user:password@host:port
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match hostport.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
     };
     let host = host.to_ascii_lowercase();
-    !(host == "localhost"
-        || host == "::1"
-        || host.starts_with("127.")
-        || host.ends_with(".localhost"))
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -157,7 +209,8 @@ impl S3Store {
         install_http(timeout)?;
         let s = settings(config, &|k| std::env::var(k).ok());
         if let Some(e) = &s.endpoint {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
+            let lower = e.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
                 fail!(
                     Usage,
                     "the S3 endpoint {e:?} must start with https:// (or http:// for a server without TLS)"
@@ -207,13 +260,15 @@ impl S3Store {
                 )
             })?
             .layer(
+                // A HEAD or a LIST answers at once or not at all: their own,
+                // shorter deadline; a transfer may pause up to the full one.
                 TimeoutLayer::new()
-                    .with_timeout(timeout)
+                    .with_timeout(timeout.min(Duration::from_secs(20)))
                     .with_io_timeout(timeout),
             )
             .layer(
                 RetryLayer::new()
-                    .with_max_times(4)
+                    .with_max_times(3)
                     .with_factor(2.0)
                     .with_min_delay(Duration::from_millis(500))
                     .with_max_delay(Duration::from_secs(8))
@@ -234,6 +289,11 @@ impl S3Store {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
             endpoint: shown_endpoint,
+            tool: tool.to_string(),
+            profile: s
+                .profile
+                .clone()
+                .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty())),
         })
     }
 
@@ -280,10 +340,16 @@ impl S3Store {
             )
         );
         if format!("{e}").contains("signing credential") {
+            let profile = match &self.profile {
+                Some(p) => format!(
+                    " (the profile '{p}' gives none: is it in ~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE?)"
+                ),
+                None => String::new(),
+            };
             return error(
                 ErrorKind::RemoteDenied,
                 format!(
-                    "cannot {what}: no credentials for {} were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile (AWS_PROFILE or s3.profile) in ~/.aws/credentials",
+                    "cannot {what}: no credentials for {} were found{profile}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile (AWS_PROFILE or s3.profile) in ~/.aws/credentials",
                     self.endpoint
                 ),
             );
@@ -309,10 +375,15 @@ impl S3Store {
         if e.kind() == OdKind::ConfigInvalid {
             return error(ErrorKind::Usage, format!("cannot {what}: {why}"));
         }
+        let hint = if why.contains("InvalidContentType") || why.contains("corrupt message") {
+            " (is the endpoint plain http://, not https://?)"
+        } else {
+            ""
+        };
         error(
             ErrorKind::RemoteUnavailable,
             format!(
-                "cannot {what}: {} is unreachable or failing ({why}); check that it runs and the endpoint (s3.endpoint, AWS_ENDPOINT_URL), then run again",
+                "cannot {what}: {} is unreachable or failing ({why}){hint}; check that it runs and the endpoint (s3.endpoint, AWS_ENDPOINT_URL), then run again",
                 self.endpoint
             ),
         )
@@ -349,7 +420,10 @@ impl S3Store {
                     size: m.content_length(),
                     modified: m.last_modified().and_then(to_chrono),
                 })),
-                Err(e) if s3_code(&format!("{e:?}")).is_none() => {
+                Err(e)
+                    if s3_code(&format!("{e:?}")).is_none()
+                        && matches!(e.kind(), OdKind::NotFound | OdKind::PermissionDenied) =>
+                {
                     // A HEAD answer has no body to say why: a listing does
                     // (a missing bucket, refused credentials), and tells a
                     // missing bucket from a missing key.
@@ -393,27 +467,25 @@ impl S3Store {
             .len();
         let part = part_size(size);
         let what = format!("upload {}", self.url_of(name));
-        // Ctrl-C ends the upload between or during parts, and the upload is
-        // then aborted (not merely dropped), so the storage keeps no parts.
-        let token = CancellationToken::new();
-        let cancel = token.clone();
-        let _hook = orca_shared::interrupt::on_interrupt(move || cancel.cancel());
+        // Ctrl-C ends the upload between parts (a part in flight finishes or
+        // fails within its deadline): a write cut short would leave the
+        // writer unable to abort, and the parts would stay on the server.
         self.rt.block_on(async {
-            let mut w = match unless_cancelled(
-                &token,
-                self.op.writer_with(name).chunk(part).concurrent(CONCURRENT_PARTS),
-            )
-            .await
-            {
-                Ok(w) => w,
-                Err(None) => return Err(interrupted()),
-                Err(Some(e)) => return Err(self.classify(&e, &what)),
-            };
+            let mut w = self
+                .op
+                .writer_with(name)
+                .chunk(part)
+                .concurrent(CONCURRENT_PARTS)
+                .await
+                .map_err(|e| self.classify(&e, &what))?;
             let mut hasher = Sha256::new();
             let mut sent = 0u64;
             let fed: anyhow::Result<()> = async {
                 let mut parts = 0u64;
                 loop {
+                    if orca_shared::interrupt::interrupted() {
+                        return Err(interrupted());
+                    }
                     let mut buf = vec![0u8; part];
                     let n = read_full(&mut file, &mut buf)
                         .with_context(|| format!("cannot read {}", local.display()))?;
@@ -422,11 +494,9 @@ impl S3Store {
                     }
                     buf.truncate(n);
                     hasher.update(&buf);
-                    match unless_cancelled(&token, w.write(Bytes::from(buf))).await {
-                        Ok(()) => {}
-                        Err(None) => return Err(interrupted()),
-                        Err(Some(e)) => return Err(self.classify(&e, &what)),
-                    }
+                    w.write(Bytes::from(buf))
+                        .await
+                        .map_err(|e| self.classify(&e, &what))?;
                     sent += n as u64;
                     progress.add(n as u64);
                     parts += 1;
@@ -445,30 +515,34 @@ impl S3Store {
                         local.display()
                     ),
                 )),
+                _ if orca_shared::interrupt::interrupted() => Err(interrupted()),
                 _ => Ok(()),
             });
-            let closed = match fed {
-                Ok(()) => match unless_cancelled(&token, w.close()).await {
+            let failed = match fed {
+                Ok(()) => match w.close().await {
                     Ok(_) => return Ok(Sent { size: sent, sha256 }),
-                    Err(None) => interrupted(),
-                    Err(Some(e)) => self.classify(&e, &what),
+                    Err(e) => self.classify(&e, &what),
                 },
                 Err(e) => e,
             };
             // Nothing appears under the name: drop the parts sent so far.
-            match tokio::time::timeout(Duration::from_secs(15), w.abort()).await {
+            match tokio::time::timeout(Duration::from_secs(30), w.abort()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(a)) => eprintln!(
-                    "orca: warning: could not abort the unfinished upload of {} ({}); no object was created, and the storage removes unfinished uploads by its own rules",
+                    "{}: warning: could not abort the unfinished upload of {} ({}); no object was created, but its parts stay (and cost) until removed: `aws s3api list-multipart-uploads --bucket {}` and abort-multipart-upload, or a lifecycle rule",
+                    self.tool,
                     self.url_of(name),
-                    innermost(&a)
+                    innermost(&a),
+                    self.bucket
                 ),
                 Err(_) => eprintln!(
-                    "orca: warning: aborting the unfinished upload of {} took too long; no object was created",
-                    self.url_of(name)
+                    "{}: warning: aborting the unfinished upload of {} took too long; no object was created, but its parts may stay until removed (aws s3api list-multipart-uploads --bucket {})",
+                    self.tool,
+                    self.url_of(name),
+                    self.bucket
                 ),
             }
-            Err(closed)
+            Err(failed)
         })
     }
 
@@ -530,26 +604,21 @@ impl S3Store {
     }
 
     /// Delete `name` (S3 says success for a missing key too).
-    pub fn delete(&self, name: &str) -> anyhow::Result<()> {
+    /// Ctrl-C ends it when `interruptible`; else it runs to its deadline
+    /// (cleanup after an interrupt).
+    pub fn delete(&self, name: &str, interruptible: bool) -> anyhow::Result<()> {
         let what = format!("delete {}", self.url_of(name));
-        self.run(async {
+        let fut = async {
             self.op
                 .delete(name)
                 .await
                 .map_err(|e| self.classify(&e, &what))
-        })
-    }
-}
-
-/// `fut`, unless `token` is cancelled first (`Err(None)`).
-async fn unless_cancelled<T>(
-    token: &CancellationToken,
-    fut: impl std::future::IntoFuture<Output = opendal::Result<T>>,
-) -> Result<T, Option<opendal::Error>> {
-    tokio::select! {
-        biased;
-        _ = token.cancelled() => Err(None),
-        r = fut.into_future() => r.map_err(Some),
+        };
+        if interruptible {
+            self.run(fut)
+        } else {
+            self.rt.block_on(fut)
+        }
     }
 }
 
@@ -634,6 +703,32 @@ mod tests {
     }
 
     #[test]
+    fn the_region_of_a_profile_comes_from_the_shared_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config");
+        std::fs::write(
+            &cfg,
+            "[default]\nregion = eu-central-1\n\n[profile  team ]\noutput=json\nregion=ap-south-1\n",
+        )
+        .unwrap();
+        let file = cfg.to_str().unwrap().to_string();
+        let env = |k: &str| match k {
+            "AWS_CONFIG_FILE" => Some(file.clone()),
+            "AWS_PROFILE" => Some("team".into()),
+            _ => None,
+        };
+        assert_eq!(
+            settings(&Config::default(), &env).region.as_deref(),
+            Some("ap-south-1")
+        );
+        let env2 = |k: &str| (k == "AWS_CONFIG_FILE").then(|| file.clone());
+        assert_eq!(
+            settings(&Config::default(), &env2).region.as_deref(),
+            Some("eu-central-1")
+        );
+    }
+
+    #[test]
     fn plain_http_is_flagged_only_off_this_machine() {
         assert!(!is_remote_http("http://127.0.0.1:8333"));
         assert!(!is_remote_http("http://localhost:9000/"));
@@ -641,6 +736,9 @@ mod tests {
         assert!(!is_remote_http("https://nas.lan:9000"));
         assert!(is_remote_http("http://nas.lan:9000"));
         assert!(is_remote_http("HTTP://192.168.1.5"));
+        assert!(is_remote_http("http://127.attacker.example:9000"));
+        assert!(is_remote_http("http://127.0.0.1@nas.lan:9000"));
+        assert!(!is_remote_http("http://127.0.0.2:9000"));
     }
 
     #[test]

@@ -159,6 +159,37 @@ fn s3_copies_list_restore_and_prune() {
     );
     assert!(again.stderr.contains("already there"), "{}", again.stderr);
     again.ok();
+    // A copy damaged at the destination (its checksum intact): found, and
+    // replaced with --overwrite.
+    let first = made[0].file_name().unwrap().to_str().unwrap().to_string();
+    let junk = vec![0x5au8; std::fs::metadata(&made[0]).unwrap().len() as usize];
+    assert_eq!(
+        sw.curl("PUT", &format!("{prefix}/{first}"), Some(&junk)).0,
+        200
+    );
+    let run = s3_run(
+        &env,
+        sw,
+        "orca-copy",
+        &[made[0].to_str().unwrap(), "--to", &dest],
+    );
+    let msg = run.message();
+    run.fails_with(6);
+    assert!(
+        msg.contains("damaged") && msg.contains("--overwrite"),
+        "{msg}"
+    );
+    s3_run(
+        &env,
+        sw,
+        "orca-copy",
+        &[made[0].to_str().unwrap(), "--to", &dest, "--overwrite"],
+    )
+    .ok();
+    assert_eq!(
+        sw.curl("GET", &format!("{prefix}/{first}"), None).1,
+        std::fs::read(&made[0]).unwrap()
+    );
     // Something that is not a backup shares the prefix.
     assert_eq!(
         sw.curl("PUT", &format!("{prefix}/notes.txt"), Some(b"hello"))
@@ -211,6 +242,44 @@ fn s3_copies_list_restore_and_prune() {
     assert!(incomplete_files(&fresh.backups()).is_empty());
     let d = listing::diff(&listing::of_volume(&vol.name), &listing::of_volume(&target));
     assert!(d.is_empty(), "{d:?}");
+    // A dry run from a URL leaves nothing behind.
+    let dry_home = Env::new();
+    s3_run(
+        &dry_home,
+        sw,
+        "orca-restore",
+        &[
+            &url,
+            "--to-new-volume",
+            &unique("orca-test-dry-s3"),
+            "--dry-run",
+        ],
+    )
+    .ok();
+    assert!(
+        files_in(&dry_home.backups()).is_empty(),
+        "{:?}",
+        files_in(&dry_home.backups())
+    );
+    // A stale checksum of that name here does not fail a good copy.
+    let stale = Env::new();
+    std::fs::create_dir_all(stale.backups()).unwrap();
+    std::fs::write(
+        stale
+            .backups()
+            .join("orca-db-2026-11-03-10-00.tar.zst.sha256"),
+        format!("{}  orca-db-2026-11-03-10-00.tar.zst\n", "0".repeat(64)),
+    )
+    .unwrap();
+    let target2 = unique("orca-test-from-s3-stale");
+    let _gone2 = GoneVolume(target2.clone());
+    s3_run(
+        &stale,
+        sw,
+        "orca-restore",
+        &[&url, "--to-new-volume", &target2],
+    )
+    .ok();
     // A backup that is not there: 17.
     s3_run(
         &fresh,
@@ -247,6 +316,7 @@ fn s3_copies_list_restore_and_prune() {
     );
     assert_eq!(sw.keys(&prefix).len(), 13, "the dry run removed nothing");
     let real = s3_run(&env, sw, "orca-prune", &policy).ok();
+    assert_eq!(real["freed_bytes"], dry["freed_bytes"]);
     assert_eq!(
         outcome_names(&real, "pruned"),
         outcome_names(&dry, "pruned")
@@ -424,6 +494,67 @@ fn a_server_stopped_mid_upload_leaves_no_object_and_a_rerun_succeeds() {
     .ok();
     assert_eq!(rec["copies"][0]["verified"], true);
     assert!(sw.exists(key));
+}
+
+/// Ctrl-C in the middle of an upload: no object, and no unfinished upload
+/// left on the server (its parts would stay, and cost, until removed).
+#[test]
+fn ctrl_c_during_an_upload_aborts_it() {
+    need_docker!();
+    need_s3!();
+    let sw = seaweed::shared();
+    let env = env();
+    let vol = random_volume("orca-test-s3-int", 24);
+    let archive = export(&env, &vol.name, "orca-db-int.tar.gz", &[]);
+    let prefix = unique("int");
+    let mut cmd = env.cmd(
+        "orca-copy",
+        &[
+            archive.to_str().unwrap(),
+            "--to",
+            &format!("s3://{BUCKET}/{prefix}"),
+        ],
+    );
+    cmd.envs(sw.env())
+        .env("ORCA_TEST_PAUSE_AT", "copy-uploading")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("paused at copy-uploading") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the upload starts");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(out.code(), Some(130), "{err}");
+    assert!(!err.contains("could not abort"), "{err}");
+    assert!(sw.keys(&prefix).is_empty(), "{:?}", sw.keys(&prefix));
+    let (status, body) = sw.curl("GET", &format!("?prefix={prefix}&uploads="), None);
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        !text.contains("<Upload>"),
+        "an unfinished upload was left: {text}"
+    );
 }
 
 #[test]
@@ -680,6 +811,44 @@ fn directory_copies_list_prune_and_restore() {
             "orca-db-2026-11-20-08-00.tar.gz.sha256",
         ]
     );
+    // A backup with no checksum of its own is copied twice: the second time
+    // it is found there, the same.
+    let bare = tempfile::tempdir().unwrap();
+    let bare_archive = bare.path().join("orca-db-bare.tar.gz");
+    std::fs::copy(&new, &bare_archive).unwrap();
+    let nas2 = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        env.run(
+            "orca-copy",
+            &[
+                bare_archive.to_str().unwrap(),
+                "--to",
+                nas2.path().to_str().unwrap(),
+            ],
+        )
+        .ok();
+    }
+    // The source is never the destination, even mounted a second time.
+    if is_root() {
+        let again = tempfile::tempdir().unwrap();
+        let st = Command::new("mount")
+            .args(["--bind"])
+            .arg(env.backups())
+            .arg(again.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let run = env.run(
+            "orca-copy",
+            &[
+                new.to_str().unwrap(),
+                "--to",
+                again.path().to_str().unwrap(),
+            ],
+        );
+        let _ = Command::new("umount").arg(again.path()).status();
+        run.fails_with(2);
+    }
     // The source is never the destination.
     env.run(
         "orca-copy",

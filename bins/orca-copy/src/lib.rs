@@ -252,7 +252,7 @@ fn copy_one(
     {
         fail!(
             Usage,
-            "{} is the directory the backup is in: a copy must go somewhere else",
+            "{} is the directory the backup is in (or the same directory mounted again): a copy must go somewhere else",
             d.display()
         );
     }
@@ -263,55 +263,92 @@ fn copy_one(
     };
     let remote = Remote::open(loc, &ctx.config, ctx.tool)?;
     let url = remote.location().url_of(name);
-    let existing = remote.stat(name)?;
-    let mut created = false;
-    let mut same_there = false;
-    let sha = match existing {
-        Some(o) => {
-            let theirs = remote.expected_sha256(name).ok().flatten();
-            let same = o.size == size && theirs.is_some() && theirs.as_deref() == expected;
-            if same {
-                same_there = true;
-                ctx.note(format!(
-                    "{url} is already there with the same SHA-256; checking it"
-                ));
-                expected.map(String::from).unwrap_or_default()
-            } else if overwrite {
-                upload(&remote, archive, name, size, expected, true)?.sha256
-            } else {
-                fail!(
-                    AlreadyExists,
-                    "{url} already exists and is not this backup (other size or checksum); it was left untouched (pass --overwrite to replace it, or remove it with orca-prune --remote)"
-                );
-            }
-        }
+    // What the archive's bytes are, to compare a copy with (hashed here when
+    // nothing says).
+    let ours = match expected {
+        Some(h) => h.to_ascii_lowercase(),
         None => {
-            created = true;
-            upload(&remote, archive, name, size, expected, overwrite)?.sha256
+            orca_remote::dir::hash_file(archive)
+                .with_context(|| format!("cannot read {}", archive.display()))?
+                .1
         }
     };
-    // Read the copy back: what the destination holds, not what was sent.
-    let shown = Progress::new(&format!("checking {url}"), Some(size));
-    let (got_size, got_sha) = remote.read_back(name, Some(&shown))?;
-    shown.finish();
-    if got_size != size || !got_sha.eq_ignore_ascii_case(&sha) {
-        if created {
-            let _ = remote.delete(name);
+    if remote.stat(name)?.is_some() && !overwrite {
+        // Already there: the same bytes are kept (and checked); others are
+        // left alone.
+        let shown = Progress::new(&format!("checking {url}"), Some(size));
+        let (got_size, got_sha) = remote.read_back(name, Some(&shown))?;
+        shown.finish();
+        if got_size != size || !got_sha.eq_ignore_ascii_case(&ours) {
+            let theirs = remote.expected_sha256(name).ok().flatten();
+            if theirs.as_deref() == Some(ours.as_str()) {
+                fail!(
+                    VerificationFailed,
+                    "the copy at {url} is damaged (its checksum is this backup's, but it reads back as {got_size} bytes with SHA-256 {got_sha}): replace it with --overwrite"
+                );
+            }
+            fail!(
+                AlreadyExists,
+                "{url} already exists and holds another backup (SHA-256 {got_sha}); it was left untouched (pass --overwrite to replace it, or remove it with orca-prune --remote)"
+            );
         }
-        fail!(
-            VerificationFailed,
-            "the copy at {url} reads back as {got_size} bytes with SHA-256 {got_sha}, not {size} bytes with {sha}: the destination damaged it{}",
-            if created { "; it was removed" } else { "" }
-        );
-    }
-    let result =
-        finish_copy(ctx, &remote, archive, name, &url, size, &sha, started).map(|c| Copy {
-            uploaded: !same_there,
+        ctx.note(format!("{url} is already there and reads back the same"));
+        let c = finish_copy(ctx, &remote, archive, name, &url, size, &ours, started)?;
+        return Ok(Copy {
+            uploaded: false,
             ..c
         });
-    if result.is_err() && created {
-        // An archive without its checksum cannot be restored from: take it back.
-        let _ = remote.delete(name);
+    }
+    if overwrite {
+        // The old checksum must not stand beside new bytes, even for a moment.
+        remote.remove_unfinished(&format!("{name}.sha256"))?;
+    }
+    let mut uploaded = false;
+    let result = (|| {
+        let shown = Progress::new(&format!("copying to {url}"), Some(size));
+        let sent = remote.upload(archive, name, Some(&ours), overwrite, &shown)?;
+        uploaded = true;
+        shown.finish();
+        if sent.size != size {
+            fail!(
+                Failure,
+                "{} changed size while it was copied ({size} then {} bytes); run again",
+                archive.display(),
+                sent.size
+            );
+        }
+        // Read the copy back: what the destination holds, not what was sent.
+        orca_shared::interrupt::check()?;
+        let shown = Progress::new(&format!("checking {url}"), Some(size));
+        let (got_size, got_sha) = remote.read_back(name, Some(&shown))?;
+        shown.finish();
+        if got_size != size || !got_sha.eq_ignore_ascii_case(&sent.sha256) {
+            fail!(
+                VerificationFailed,
+                "the copy at {url} reads back as {got_size} bytes with SHA-256 {got_sha}, not {size} bytes with {}: the destination damaged it; it was removed",
+                sent.sha256
+            );
+        }
+        finish_copy(
+            ctx,
+            &remote,
+            archive,
+            name,
+            &url,
+            size,
+            &sent.sha256,
+            started,
+        )
+    })();
+    if result.is_err() && uploaded {
+        // What this run put under the name and did not prove (a copy not
+        // read back, or without its checksum) must not stay: take it back,
+        // Ctrl-C or not. (A failed upload itself leaves nothing.)
+        if let Err(e) = remote.remove_unfinished(name) {
+            ctx.warn(format!(
+                "cannot remove the unchecked copy {url}: {e:#}; remove it yourself"
+            ));
+        }
     }
     result
 }
@@ -374,30 +411,16 @@ fn finish_copy(
     Ok(copy)
 }
 
-fn upload(
-    remote: &Remote,
-    archive: &Path,
-    name: &str,
-    size: u64,
-    expected: Option<&str>,
-    overwrite: bool,
-) -> anyhow::Result<orca_remote::Sent> {
-    let url = remote.location().url_of(name);
-    let shown = Progress::new(&format!("copying to {url}"), Some(size));
-    let sent = remote.upload(archive, name, expected, overwrite, &shown)?;
-    shown.finish();
-    if sent.size != size {
-        fail!(
-            Failure,
-            "{} changed size while it was copied ({size} then {} bytes); run again",
-            archive.display(),
-            sent.size
-        );
-    }
-    Ok(sent)
-}
-
+/// Whether two paths are one directory: by device and inode on Unix (a bind
+/// mount or a second mount of one share too), by canonical path elsewhere.
 fn same_dir(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return x.dev() == y.dev() && x.ino() == y.ino();
+        }
+    }
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,

@@ -531,6 +531,14 @@ fn password_differs(backups: &mut [(&Found, Listed)]) {
     }
 }
 
+/// `text` with every control character shown as `?` (escape sequences,
+/// new lines and bells from a manifest never reach the terminal).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// The NOTES column: the last drill, a password that differs.
 fn notes(r: &Listed) -> String {
     let mut n = Vec::new();
@@ -596,6 +604,12 @@ pub fn table(rows: &[Listed]) -> String {
             ]
         })
         .collect();
+    // Manifests are read from wherever copies live (a shared bucket): no
+    // control character of theirs reaches the terminal.
+    let cells: Vec<[String; 9]> = cells
+        .into_iter()
+        .map(|row| row.map(|c| printable(&c)))
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
@@ -628,6 +642,12 @@ pub fn table(rows: &[Listed]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_control_character_reaches_the_terminal() {
+        assert_eq!(printable("ok\u{1b}[2J\u{7}\nFAKE"), "ok?[2J??FAKE");
+        assert_eq!(printable("données"), "données");
+    }
 
     #[test]
     fn since_accepts_times_dates_and_ages() {

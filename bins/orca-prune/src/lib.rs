@@ -402,10 +402,13 @@ fn prune_s3(
     let decisions = policy::decide(&items, policy, now);
     let (mut kept, mut pruned, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     let mut freed = 0u64;
-    let sizes: std::collections::HashMap<String, u64> = if dry_run {
-        Default::default()
-    } else {
-        r.list()?.into_iter().map(|o| (o.name, o.size)).collect()
+    let sizes: std::collections::HashMap<String, u64> =
+        r.list()?.into_iter().map(|o| (o.name, o.size)).collect();
+    let sidecars_of = |name: &str| -> u64 {
+        orca_shared::names::SIDECAR_SUFFIXES
+            .iter()
+            .filter_map(|suffix| sizes.get(&format!("{name}{suffix}")))
+            .sum()
     };
     for (b, d) in found.backups.iter().zip(&decisions) {
         let outcome = Outcome {
@@ -420,7 +423,7 @@ fn prune_s3(
             continue;
         }
         if dry_run {
-            freed += b.size_bytes;
+            freed += b.size_bytes + sidecars_of(&b.name);
             pruned.push(outcome);
             continue;
         }

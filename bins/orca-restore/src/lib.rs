@@ -301,11 +301,24 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let (archive, record_sha) = orca_verify::archive_from(cli.archive.as_deref(), ctx, "restore")?;
     // A copy elsewhere (s3://..., file://...) is downloaded into the backups
     // directory first, checked against its .sha256, then restored from there.
+    // A dry run changes nothing: the copy goes to a temporary directory
+    // that is gone when the plan is made.
+    let mut _dry_download: Option<tempfile::TempDir> = None;
     let (archive, record_sha) = match archive.to_str() {
         Some(url) if orca_remote::is_url(url) => {
-            let local = orca_remote::fetch(url, &ctx.config.backups_dir()?, &ctx.config, ctx.tool)?;
+            let into = if cli.dry_run {
+                let t = tempfile::tempdir().context("cannot make a temporary directory")?;
+                let p = t.path().to_path_buf();
+                _dry_download = Some(t);
+                p
+            } else {
+                ctx.config.backups_dir()?
+            };
+            let local = orca_remote::fetch(url, &into, &ctx.config, ctx.tool)?;
             ctx.record.set("fetched_from", url);
-            ctx.record.set("backup_path", paths::utf8(&local)?);
+            if !cli.dry_run {
+                ctx.record.set("backup_path", paths::utf8(&local)?);
+            }
             (local, None)
         }
         _ => (archive, record_sha),
