@@ -264,6 +264,11 @@ impl Remote {
         Ok(Remote { location, backend })
     }
 
+    /// Open the destination a `--remote URL` flag names.
+    pub fn open_url(url: &str, config: &Config, tool: &str) -> anyhow::Result<Remote> {
+        Remote::open(Location::parse(url)?, config, tool)
+    }
+
     /// Where it is.
     pub fn location(&self) -> &Location {
         &self.location

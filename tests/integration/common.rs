@@ -7,8 +7,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -337,4 +340,65 @@ macro_rules! need_docker {
             return;
         }
     };
+}
+
+/// Spawn `c` with `ORCA_TEST_PAUSE_AT=point` and wait until it pauses there;
+/// its stderr is read to the end on a thread (a closed pipe would make the
+/// tool's own messages fail) and its lines keep coming on the receiver.
+pub fn spawn_paused(mut c: Command, point: &str) -> (Child, mpsc::Receiver<String>) {
+    c.env("ORCA_TEST_PAUSE_AT", point)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn tool");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let want = format!("orca-test: paused at {point}");
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) if line == want => break,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("never paused at {point}:\n{}", seen.join("\n"));
+            }
+        }
+    }
+    (child, rx)
+}
+
+/// Wait for a tool started with [`spawn_paused`]: its outcome, with the rest
+/// of its stderr.
+pub fn finish_paused(child: Child, rx: mpsc::Receiver<String>) -> Run {
+    let out = child.wait_with_output().expect("wait tool");
+    let stderr: Vec<String> = rx.iter().collect();
+    Run::from_output(Output {
+        stderr: stderr.join("\n").into_bytes(),
+        ..out
+    })
+}
+
+/// Send `sig` (`-INT`, `-KILL`...) to a child.
+pub fn signal(child: &Child, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(st.success());
+}
+
+/// A volume a test made through a tool (not created by the test itself),
+/// removed on drop.
+pub struct GoneVolume(pub String);
+
+impl Drop for GoneVolume {
+    fn drop(&mut self) {
+        remove_containers_using(&self.0);
+        let _ = docker(&["volume", "rm", "-f", &self.0]);
+    }
 }

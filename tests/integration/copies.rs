@@ -6,7 +6,7 @@
 //! endpoint, and a backup that failed verification.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use orca_test_support::seaweed::{self, BUCKET, Seaweed};
@@ -49,16 +49,6 @@ fn export(env: &Env, vol: &str, name: &str, extra: &[&str]) -> PathBuf {
     let out = env.backups().join(name);
     let rec = export_run(env, vol, &out, extra).ok();
     PathBuf::from(rec["backup_path"].as_str().unwrap())
-}
-
-struct GoneVolume(String);
-
-impl Drop for GoneVolume {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "-f", &self.0])
-            .output();
-    }
 }
 
 /// The files of a directory but orca's lock (`.orca-backup.lock`).
@@ -430,43 +420,13 @@ fn a_server_stopped_mid_upload_leaves_no_object_and_a_rerun_succeeds() {
             &format!("s3://{BUCKET}/cut"),
         ],
     );
-    cmd.envs(sw.env())
-        .env("ORCA_TEST_PAUSE_AT", "copy-uploading")
-        .env("ORCA_TEST_CONTINUE_FILE", &go_on)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match stderr.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    all.extend_from_slice(&buf[..n]);
-                    if String::from_utf8_lossy(&all).contains("paused at copy-uploading") {
-                        let _ = tx.send(());
-                    }
-                }
-            }
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("orca-copy pauses in the middle of the upload");
+    cmd.envs(sw.env()).env("ORCA_TEST_CONTINUE_FILE", &go_on);
+    let (child, rx) = spawn_paused(cmd, "copy-uploading");
     // Parts are on the server; now it dies.
     sw.stop();
     std::fs::write(&go_on, b"").unwrap();
     let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
-    let err = reader.join().unwrap();
-    let run = Run::from_output(std::process::Output {
-        stderr: err.into_bytes(),
-        ..out
-    });
+    let run = finish_paused(child, rx);
     let msg = run.message();
     run.fails_with(15);
     assert!(msg.contains("unreachable or failing"), "{msg}");
@@ -515,37 +475,12 @@ fn ctrl_c_during_an_upload_aborts_it() {
             &format!("s3://{BUCKET}/{prefix}"),
         ],
     );
-    cmd.envs(sw.env())
-        .env("ORCA_TEST_PAUSE_AT", "copy-uploading")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("paused at copy-uploading") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the upload starts");
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait().unwrap();
-    let err = reader.join().unwrap();
-    assert_eq!(out.code(), Some(130), "{err}");
+    cmd.envs(sw.env());
+    let (child, rx) = spawn_paused(cmd, "copy-uploading");
+    signal(&child, "-INT");
+    let run = finish_paused(child, rx);
+    let (out, err) = (run.code, run.stderr.clone());
+    assert_eq!(out, 130, "{err}");
     assert!(!err.contains("could not abort"), "{err}");
     assert!(sw.keys(&prefix).is_empty(), "{:?}", sw.keys(&prefix));
     let (status, body) = sw.curl("GET", &format!("?prefix={prefix}&uploads="), None);

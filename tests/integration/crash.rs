@@ -4,7 +4,6 @@
 //! database container running. Plus the wipe helper that cannot be removed,
 //! the target discovery must not guess, and the `sa` password fingerprints.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -97,39 +96,6 @@ fn paused_at(
         c.env("DOCKER_HOST", p.host());
     }
     spawn_paused(c, point)
-}
-
-/// Spawn `c` (with ORCA_TEST_PAUSE_AT=`point`) and wait until it pauses there.
-fn spawn_paused(mut c: Command, point: &str) -> (Child, mpsc::Receiver<String>) {
-    let mut child = c.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let want = format!("orca-test: paused at {point}");
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(90)) {
-            Ok(line) if line == want => break,
-            Ok(line) => seen.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("never paused at {point}:\n{}", seen.join("\n"));
-            }
-        }
-    }
-    (child, rx)
-}
-
-fn signal(child: &Child, sig: &str) {
-    let st = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 /// Kill (or interrupt three times) at `point`, recover with `how` when a

@@ -400,64 +400,28 @@ fn ctrl_c_and_sigkill_leave_no_scratch_copy() {
     let pg = Pg::start(100);
     let good = env.backups().join("orca-db-pg-int.tar.gz");
     export_run(&env, &pg.vol.name, &good, &["--stop"]).ok();
-    for (signal, code) in [("INT", 130), ("KILL", -1)] {
-        let mut cmd = env.cmd("orca-drill", &[good.to_str().unwrap()]);
-        cmd.env("ORCA_TEST_PAUSE_AT", "drill-ready")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        // Read stderr to the end (a closed pipe would make the tool's own
-        // messages fail), saying when the drill reached its database.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let _reader = std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines() {
-                if line.unwrap_or_default().contains("paused at drill-ready") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(120))
-            .expect("orca-drill reaches the database");
+    for (sig, code) in [("INT", 130), ("KILL", -1)] {
+        let (child, rx) = spawn_paused(
+            env.cmd("orca-drill", &[good.to_str().unwrap()]),
+            "drill-ready",
+        );
         assert!(
             !scratch_left().is_empty(),
             "the drill runs on its scratch copy"
         );
-        Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code().unwrap_or(-1),
-            code,
-            "after SIG{signal}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        signal(&child, &format!("-{sig}"));
+        let run = finish_paused(child, rx);
+        assert_eq!(run.code, code, "after SIG{sig}: {}", run.stdout);
         if code == 130 {
             assert!(scratch_left().is_empty(), "{:?}", scratch_left());
         }
     }
     // Killed in the restore, before the scratch volume exists: its journal
     // and lock stay behind.
-    let mut cmd = env.cmd("orca-drill", &[good.to_str().unwrap()]);
-    cmd.env("ORCA_TEST_PAUSE_AT", "journaled")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let _reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines() {
-            if line.unwrap_or_default().contains("paused at journaled") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .expect("the scratch restore writes its journal");
+    let (mut child, _rx) = spawn_paused(
+        env.cmd("orca-drill", &[good.to_str().unwrap()]),
+        "journaled",
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let journals = || {
@@ -551,38 +515,12 @@ fn the_sql_server_probe_asks_sqlcmd_what_a_dba_would() {
     // Pause after the checks to read what sqlcmd was asked, then let it go.
     let go_on = env.base().join("go-on");
     let mut cmd = env.cmd("orca-drill", &[archive.to_str().unwrap()]);
-    cmd.env("ORCA_TEST_PAUSE_AT", "drill-checked")
-        .env("ORCA_TEST_CONTINUE_FILE", &go_on)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            if line.contains("paused at drill-checked") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .expect("the drill reaches its checks");
+    cmd.env("ORCA_TEST_CONTINUE_FILE", &go_on);
+    let (child, rx) = spawn_paused(cmd, "drill-checked");
     let scratch = docker_ok(&["ps", "-q", "--filter", "name=orca-drill-"]);
     let log = docker_ok(&["exec", scratch.trim(), "cat", "/tmp/sqlcmd.log"]);
     std::fs::write(&go_on, b"").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = reader.join().unwrap();
-    let rec = Run::from_output(std::process::Output {
-        stderr: err.into_bytes(),
-        ..out
-    })
-    .ok();
+    let rec = finish_paused(child, rx).ok();
 
     // sqlcmd 18 with -C for its self-signed certificate, as sa, the password
     // in SQLCMDPASSWORD (never on the command line).

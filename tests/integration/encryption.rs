@@ -71,16 +71,6 @@ fn restores_to(env: &Env, archive: &Path, src: &TestVolume, keys: &[&str]) {
     assert!(diff.is_empty(), "{diff:?}");
 }
 
-struct GoneVolume(String);
-
-impl Drop for GoneVolume {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "-f", &self.0])
-            .output();
-    }
-}
-
 #[test]
 fn an_x25519_backup_round_trips_and_the_age_cli_reads_it() {
     need_docker!();
@@ -670,22 +660,7 @@ fn the_safety_copy_is_encrypted_when_recipients_are_configured() {
 fn killed_while_extracting(env: &Env, archive: &Path, vol: &str, keys: &[&str]) {
     let mut args = vec![archive.to_str().unwrap(), "--volume", vol];
     args.extend_from_slice(keys);
-    let mut c = env.cmd("orca-restore", &args);
-    c.env("ORCA_TEST_PAUSE_AT", "extracting")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("paused at extracting") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(90))
-        .expect("the restore reaches the extraction");
+    let (mut child, _rx) = spawn_paused(env.cmd("orca-restore", &args), "extracting");
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -449,22 +449,27 @@ fn sqlserver_checks(
             Some(&d.name),
             limit,
         )?;
-        if r.code != 0 {
-            f.checks
-                .push(Check::fail(format!("rows:{}", d.name), short(&r.said())));
-            continue;
-        }
-        d.tables = table_rows(&r.stdout)?;
-        f.checks.push(Check::pass(
-            format!("rows:{}", d.name),
-            format!(
-                "{} tables, {} rows",
-                d.tables.len(),
-                d.tables.iter().map(|t| t.rows).sum::<u64>()
-            ),
-        ));
+        f.checks.push(count_rows(d, &r)?);
     }
     Ok(f)
+}
+
+/// The `rows:<db>` check from a query's `schema.table|rows` answer, keeping
+/// the tables' counts in `d`.
+fn count_rows(d: &mut Database, r: &Exec) -> anyhow::Result<Check> {
+    let name = format!("rows:{}", d.name);
+    if r.code != 0 {
+        return Ok(Check::fail(name, short(&r.said())));
+    }
+    d.tables = table_rows(&r.stdout)?;
+    Ok(Check::pass(
+        name,
+        format!(
+            "{} tables, {} rows",
+            d.tables.len(),
+            d.tables.iter().map(|t| t.rows).sum::<u64>()
+        ),
+    ))
 }
 
 fn table_rows(text: &str) -> anyhow::Result<Vec<Table>> {
@@ -653,20 +658,7 @@ fn postgres_checks(
             Check::fail(format!("indexes:{}", d.name), short(&r.said()))
         });
         let r = psql(&d.name, PG_ROWS)?;
-        if r.code != 0 {
-            f.checks
-                .push(Check::fail(format!("rows:{}", d.name), short(&r.said())));
-            continue;
-        }
-        d.tables = table_rows(&r.stdout)?;
-        f.checks.push(Check::pass(
-            format!("rows:{}", d.name),
-            format!(
-                "{} tables, {} rows",
-                d.tables.len(),
-                d.tables.iter().map(|t| t.rows).sum::<u64>()
-            ),
-        ));
+        f.checks.push(count_rows(d, &r)?);
     }
     Ok(f)
 }

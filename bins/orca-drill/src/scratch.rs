@@ -125,19 +125,21 @@ impl Scratch {
             .ok_or_else(|| anyhow::anyhow!("the drill's container was not created"))
     }
 
-    /// Whether it runs, its exit code when it stopped, and its health.
-    pub fn state(&self) -> anyhow::Result<State> {
+    fn inspect(&self) -> anyhow::Result<bollard::models::ContainerInspectResponse> {
         let id = self.id()?;
         let e = engine::engine()?;
         let docker = e.docker().clone();
-        let c = e
-            .call(
-                engine::timeouts().request,
-                Mode::Interruptible,
-                docker.inspect_container(id, None::<q::InspectContainerOptions>),
-            )
-            .map_err(|err| err.into_error("inspect the drill's database container"))?;
-        let s = c.state.unwrap_or_default();
+        e.call(
+            engine::timeouts().request,
+            Mode::Interruptible,
+            docker.inspect_container(id, None::<q::InspectContainerOptions>),
+        )
+        .map_err(|err| err.into_error("inspect the drill's database container"))
+    }
+
+    /// Whether it runs, its exit code when it stopped, and its health.
+    pub fn state(&self) -> anyhow::Result<State> {
+        let s = self.inspect()?.state.unwrap_or_default();
         Ok(State {
             running: s.running.unwrap_or(false),
             exit_code: s.exit_code,
@@ -234,17 +236,9 @@ impl Scratch {
 
     /// When the container last started (UTC).
     pub fn started_at(&self) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
-        let id = self.id()?;
-        let e = engine::engine()?;
-        let docker = e.docker().clone();
-        let c = e
-            .call(
-                engine::timeouts().request,
-                Mode::Interruptible,
-                docker.inspect_container(id, None::<q::InspectContainerOptions>),
-            )
-            .map_err(|err| err.into_error("inspect the drill's database container"))?;
-        Ok(c.state
+        Ok(self
+            .inspect()?
+            .state
             .and_then(|s| s.started_at)
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&chrono::Utc)))

@@ -245,11 +245,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .map(|s| parse_since(s, now))
         .transpose()?;
     let remote = match &cli.remote {
-        Some(url) => Some(orca_remote::Remote::open(
-            orca_remote::Location::parse(url)?,
-            &ctx.config,
-            ctx.tool,
-        )?),
+        Some(url) => Some(orca_remote::Remote::open_url(url, &ctx.config, ctx.tool)?),
         None => None,
     };
     let dir = match (&remote, cli.backups_dir) {

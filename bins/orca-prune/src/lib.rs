@@ -150,11 +150,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     };
     let just_made = ctx.record.str("backup_path")?.map(PathBuf::from);
     let remote = match &cli.remote {
-        Some(url) => Some(orca_remote::Remote::open(
-            orca_remote::Location::parse(url)?,
-            &ctx.config,
-            ctx.tool,
-        )?),
+        Some(url) => Some(orca_remote::Remote::open_url(url, &ctx.config, ctx.tool)?),
         None => None,
     };
     // At a destination the backup just made (and copied) is known by its name.
