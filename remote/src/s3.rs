@@ -74,8 +74,12 @@ pub struct Settings {
     pub region: Option<String>,
     /// Path-style addressing.
     pub path_style: bool,
-    /// The profile, when config names one.
+    /// The profile, when config names one (given to the S3 client, which
+    /// reads `AWS_PROFILE` itself).
     pub profile: Option<String>,
+    /// The profile in use: config's, else `AWS_PROFILE` (for the region and
+    /// messages).
+    pub profile_used: Option<String>,
 }
 
 /// Resolve the settings from `config` and `env` (a lookup, so tests need not
@@ -87,22 +91,18 @@ pub fn settings(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Settin
         .or_else(|| non_empty(env("AWS_ENDPOINT_URL")))
         .map(|e| e.trim().trim_end_matches('/').to_string());
     let profile = non_empty(config.s3.profile.clone());
+    let profile_used = profile.clone().or_else(|| non_empty(env("AWS_PROFILE")));
     let region = non_empty(config.s3.region.clone())
         .or_else(|| non_empty(env("AWS_REGION")))
         .or_else(|| non_empty(env("AWS_DEFAULT_REGION")))
-        .or_else(|| {
-            let name = profile
-                .clone()
-                .or_else(|| non_empty(env("AWS_PROFILE")))
-                .unwrap_or_else(|| "default".into());
-            profile_region(env, &name)
-        });
+        .or_else(|| profile_region(env, profile_used.as_deref().unwrap_or("default")));
     let path_style = config.s3.path_style.unwrap_or(endpoint.is_some());
     Settings {
         endpoint,
         region,
         path_style,
         profile,
+        profile_used,
     }
 }
 
@@ -290,10 +290,7 @@ impl S3Store {
             prefix: prefix.to_string(),
             endpoint: shown_endpoint,
             tool: tool.to_string(),
-            profile: s
-                .profile
-                .clone()
-                .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty())),
+            profile: s.profile_used.clone(),
         })
     }
 

@@ -167,6 +167,15 @@ impl BackupFileName {
     }
 }
 
+/// The same backup file name in its other form, `x.tar.gz` <-> `x.tar.gz.age`:
+/// one backup name is one backup, encrypted or not.
+pub fn other_form(file_name: &str) -> String {
+    match file_name.strip_suffix(crate::crypt::SUFFIX) {
+        Some(plain) => plain.to_string(),
+        None => format!("{file_name}{}", crate::crypt::SUFFIX),
+    }
+}
+
 /// Whether `file_name` is a temporary file of ours (`orca-db-*.incomplete`).
 pub fn is_incomplete(file_name: &str) -> bool {
     file_name.starts_with(PREFIX) && file_name.ends_with(INCOMPLETE_SUFFIX)
@@ -317,6 +326,12 @@ pub fn is_portable_file_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_form_adds_or_drops_the_age_suffix() {
+        assert_eq!(other_form("orca-db-x.tar.gz"), "orca-db-x.tar.gz.age");
+        assert_eq!(other_form("orca-db-x.tar.gz.age"), "orca-db-x.tar.gz");
+    }
 
     #[test]
     fn timestamps_must_be_exact_and_real() {

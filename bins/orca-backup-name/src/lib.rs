@@ -89,7 +89,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let plain = dir.join(&file_name);
     // The same backup encrypted (`.age`, added by orca-export) is the same
     // name: whichever exists is the backup that would be replaced.
-    let encrypted = dir.join(format!("{file_name}{}", orca_shared::crypt::SUFFIX));
+    let encrypted = dir.join(names::other_form(&file_name));
     let existing: Vec<&Path> = [plain.as_path(), encrypted.as_path()]
         .into_iter()
         .filter(|p| p.symlink_metadata().is_ok())

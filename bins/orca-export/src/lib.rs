@@ -624,11 +624,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
 fn twin_of(output: &Path) -> Option<PathBuf> {
     let name = output.file_name()?.to_str()?;
     names::BackupFileName::parse(name)?;
-    let other = match name.strip_suffix(orca_shared::crypt::SUFFIX) {
-        Some(plain) => plain.to_string(),
-        None => format!("{name}{}", orca_shared::crypt::SUFFIX),
-    };
-    Some(fsutil::parent_dir(output).join(other))
+    Some(fsutil::parent_dir(output).join(names::other_form(name)))
 }
 
 /// Fingerprints of the `sa` password of the containers on the volume (for

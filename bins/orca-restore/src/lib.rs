@@ -1326,10 +1326,7 @@ fn safety_name(dir: &Path, compression: Compression, encrypted: bool) -> PathBuf
         };
         let path = dir.join(&name);
         // Neither form of the name may exist (a backup name is one backup).
-        let twin = match name.strip_suffix(orca_shared::crypt::SUFFIX) {
-            Some(plain) => dir.join(plain),
-            None => dir.join(format!("{name}{}", orca_shared::crypt::SUFFIX)),
-        };
+        let twin = dir.join(names::other_form(&name));
         if path.symlink_metadata().is_err() && twin.symlink_metadata().is_err() {
             return path;
         }
