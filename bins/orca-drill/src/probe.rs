@@ -245,12 +245,17 @@ fn bracket(name: &str) -> String {
     format!("[{}]", name.replace(']', "]]"))
 }
 
-/// Rows of `name|value` output, skipping blank lines; split at the last
-/// `|` (a name may hold one; a state or a count never does).
-fn pairs(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+/// The non-empty lines of a client's output (CRLF or LF).
+fn rows(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
         .map(|l| l.trim_end_matches('\r'))
         .filter(|l| !l.trim().is_empty())
+}
+
+/// Rows of `name|value` output, skipping blank lines; split at the last
+/// `|` (a name may hold one; a state or a count never does).
+fn pairs(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    rows(text)
         .map(|l| match l.rsplit_once('|') {
             Some((a, b)) => Ok((a.trim().to_string(), b.trim().to_string())),
             None => Err(anyhow::anyhow!("{l:?} is not a name and a value")),
@@ -616,12 +621,7 @@ fn postgres_checks(
         f.checks.push(Check::fail("online", short(&r.said())));
         return Ok(f);
     }
-    for name in r
-        .stdout
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.trim().is_empty())
-    {
+    for name in rows(&r.stdout) {
         f.databases.push(Database {
             name: name.to_string(),
             state: "connectable".into(),
