@@ -114,6 +114,15 @@ impl Run {
         self.json
     }
 
+    /// Assert failure with `code` and a message holding `needle`; return the
+    /// record.
+    pub fn fails_saying(self, code: i32, needle: &str) -> Value {
+        let msg = self.message();
+        let record = self.fails_with(code);
+        assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+        record
+    }
+
     /// The error message of a failed record.
     pub fn message(&self) -> String {
         self.json["error"]["message"]

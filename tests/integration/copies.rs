@@ -427,9 +427,7 @@ fn a_server_stopped_mid_upload_leaves_no_object_and_a_rerun_succeeds() {
     std::fs::write(&go_on, b"").unwrap();
     let started = Instant::now();
     let run = finish_paused(child, rx);
-    let msg = run.message();
-    run.fails_with(15);
-    assert!(msg.contains("unreachable or failing"), "{msg}");
+    run.fails_saying(15, "unreachable or failing");
     assert!(started.elapsed() < Duration::from_secs(120));
     // Nothing under the final name, locally or there; the archive is intact.
     sw.restart();
@@ -635,9 +633,7 @@ fn a_damaged_or_unverified_backup_is_not_copied() {
         "orca-copy",
         &[archive.to_str().unwrap(), "--to", &dest],
     );
-    let msg = run.message();
-    run.fails_with(6);
-    assert!(msg.contains("failed its last verification"), "{msg}");
+    run.fails_saying(6, "failed its last verification");
     assert!(sw.keys(&prefix).is_empty());
 }
 

@@ -282,9 +282,7 @@ fn a_lost_engine_lock_still_refuses_through_the_journal() {
         "orca-restore",
         &[scene.archive.to_str().unwrap(), "--volume", &scene.vol.name],
     );
-    let msg = run.message();
-    run.fails_with(13);
-    assert!(msg.contains("--rollback"), "{msg}");
+    run.fails_saying(13, "--rollback");
     scene
         .env
         .run("orca-restore", &["--rollback", "--volume", &scene.vol.name])

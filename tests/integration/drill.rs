@@ -337,9 +337,7 @@ fn postgres_backups_pass_fail_and_leave_nothing() {
         "orca-drill",
         &[good.to_str().unwrap(), "--mount-point", "/srv/elsewhere"],
     );
-    let msg = run.message();
-    run.fails_with(2);
-    assert!(msg.contains("not on the restored copy"), "{msg}");
+    run.fails_saying(2, "not on the restored copy");
     assert!(scratch_left().is_empty(), "{:?}", scratch_left());
 
     // A data directory whose mode changed: PostgreSQL refuses to start.
@@ -637,9 +635,7 @@ fn the_sql_server_probe_asks_sqlcmd_what_a_dba_would() {
             env_file.to_str().unwrap(),
         ],
     );
-    let msg = run.message();
-    run.fails_with(18);
-    assert!(msg.contains("master.mdf could not be opened"), "{msg}");
+    run.fails_saying(18, "master.mdf could not be opened");
     assert!(scratch_left().is_empty(), "{:?}", scratch_left());
 
     // Without the container and without --env-file there is no password: exit 2, nothing started.
@@ -736,9 +732,7 @@ fn a_generic_probe_a_healthcheck_and_the_workflow_drill() {
             "true",
         ],
     );
-    let msg = run.message();
-    run.fails_with(2);
-    assert!(msg.contains("never pulls"), "{msg}");
+    run.fails_saying(2, "never pulls");
     assert!(scratch_left().is_empty(), "{:?}", scratch_left());
 
     // The workflow: Orca's "SQL Server" runs on the volume; --stop --drill.

@@ -284,9 +284,7 @@ fn ssh_keys_several_recipients_and_a_passphrase() {
             .output()
             .unwrap(),
     );
-    let msg = run.message();
-    run.fails_with(14);
-    assert!(msg.contains("passphrase"), "{msg}");
+    run.fails_saying(14, "passphrase");
 }
 
 /// Today's method, encrypted with the age CLI (`tar -cz ... | age -r KEY`),
@@ -386,9 +384,7 @@ fn wrong_missing_truncated_and_tampered_are_refused_before_anything_changes() {
         "orca-verify",
         &[cut.to_str().unwrap(), "-i", id.to_str().unwrap()],
     );
-    let msg = run.message();
-    run.fails_with(6);
-    assert!(msg.contains("damaged or truncated"), "{msg}");
+    run.fails_saying(6, "damaged or truncated");
     restore(&cut, &["-i", id.to_str().unwrap()]).fails_with(6);
 
     // One flipped byte in the payload: 6.
@@ -401,9 +397,7 @@ fn wrong_missing_truncated_and_tampered_are_refused_before_anything_changes() {
         "orca-verify",
         &[bad.to_str().unwrap(), "-i", id.to_str().unwrap()],
     );
-    let msg = run.message();
-    run.fails_with(6);
-    assert!(msg.contains("damaged"), "{msg}");
+    run.fails_saying(6, "damaged");
     restore(&bad, &["-i", id.to_str().unwrap()]).fails_with(6);
 
     // A flipped byte in the header: 6 too (its MAC does not match).
@@ -513,9 +507,7 @@ fn orca_keygen_writes_a_private_identity_and_never_overwrites() {
     // Never overwritten.
     let before = std::fs::read(&path).unwrap();
     let run = env.run("orca-keygen", &[]);
-    let msg = run.message();
-    run.fails_with(5);
-    assert!(msg.contains("never overwritten"), "{msg}");
+    run.fails_saying(5, "never overwritten");
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // --output into a new directory (created private).
     let other = env.base().join("keys/team.txt");
@@ -794,9 +786,7 @@ fn keys_from_the_environment_and_config_behave() {
             .output()
             .unwrap(),
     );
-    let msg = run.message();
-    run.fails_with(2);
-    assert!(msg.contains("more than one line"), "{msg}");
+    run.fails_saying(2, "more than one line");
 
     // encryption.identity_file kept elsewhere: plain archives do not care;
     // encrypted ones say which setting is wrong (exit 2).
@@ -808,9 +798,7 @@ fn keys_from_the_environment_and_config_behave() {
     export_run(&env, &src.name, &plain, &[]).ok();
     env.run("orca-verify", &[plain.to_str().unwrap()]).ok();
     let run = env.run("orca-verify", &[a]);
-    let msg = run.message();
-    run.fails_with(2);
-    assert!(msg.contains("encryption.identity_file"), "{msg}");
+    run.fails_saying(2, "encryption.identity_file");
 
     // --encrypt and -r: the configured recipients and the one given.
     let both = env.backups().join("orca-db-both.tar.gz");
@@ -870,9 +858,7 @@ fn keys_from_the_environment_and_config_behave() {
             id.to_str().unwrap(),
         ],
     );
-    let msg = run.message();
-    run.fails_with(14);
-    assert!(msg.contains("could not be put back"), "{msg}");
+    run.fails_saying(14, "could not be put back");
 }
 
 /// One backup name, encrypted or not, is one backup: an export refuses when
@@ -888,9 +874,7 @@ fn a_backup_name_is_one_backup_encrypted_or_not() {
     export_run(&env, &src.name, &plain, &[]).ok();
     // The encrypted form of a name that exists in the clear: exit 5, named.
     let run = export_run(&env, &src.name, &plain, &["--recipient", &recipient]);
-    let msg = run.message();
-    run.fails_with(5);
-    assert!(msg.contains("orca-db-twin.tar.gz"), "{msg}");
+    run.fails_saying(5, "orca-db-twin.tar.gz");
     assert!(!sealed.exists());
     // Overwrite: the encrypted backup replaces the plain one (sidecars too).
     export_run(
@@ -906,9 +890,7 @@ fn a_backup_name_is_one_backup_encrypted_or_not() {
     assert!(!env.backups().join("orca-db-twin.tar.gz.json").exists());
     // orca-backup-name sees the encrypted one under the plain name.
     let run = env.run("orca-backup-name", &["--name", "twin"]);
-    let msg = run.message();
-    run.fails_with(5);
-    assert!(msg.contains("orca-db-twin.tar.gz.age"), "{msg}");
+    run.fails_saying(5, "orca-db-twin.tar.gz.age");
     // And back: a plain export with --overwrite replaces the encrypted one.
     export_run(&env, &src.name, &plain, &["--overwrite"]).ok();
     assert!(plain.exists() && !sealed.exists());

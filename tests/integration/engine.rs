@@ -136,9 +136,7 @@ fn ssh_style_hosts_go_through_the_clis_dial_stdio() {
     c.env("DOCKER_HOST", "ssh://nobody@127.0.0.1:1")
         .env("PATH", "/nonexistent");
     let run = Run::from_output(c.output().unwrap());
-    let msg = run.message();
-    run.fails_with(3);
-    assert!(msg.contains("docker CLI"), "{msg}");
+    run.fails_saying(3, "docker CLI");
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate.

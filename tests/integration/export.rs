@@ -293,9 +293,7 @@ fn mismatched_extension_and_bad_level_are_usage_errors() {
     let env = Env::new();
     let out = env.backups().join("orca-db-x.tar.gz");
     let run = export_run(&env, "v", &out, &["--compression", "zstd"]);
-    let msg = run.message();
-    run.fails_with(2);
-    assert!(msg.contains(".tar.zst"), "{msg}");
+    run.fails_saying(2, ".tar.zst");
     export_run(&env, "v", &out, &["--level", "12"]).fails_with(2);
 }
 
@@ -305,9 +303,7 @@ fn missing_volume_is_exit_4_and_leaves_nothing() {
     let env = Env::new();
     let out = env.backups().join("orca-db-none.tar.gz");
     let run = export_run(&env, "orca-test-no-such-volume-xyz", &out, &[]);
-    let msg = run.message();
-    run.fails_with(4);
-    assert!(msg.contains("orca-test-no-such-volume-xyz"), "{msg}");
+    run.fails_saying(4, "orca-test-no-such-volume-xyz");
     assert!(
         files_in(&env.backups()).iter().all(|f| f.starts_with('.')),
         "{:?}",
@@ -412,9 +408,7 @@ fn docker_dying_mid_stream_leaves_nothing() {
         Some(1),
     );
     let run = export_via(&env, &proxy, &vol.name, &out);
-    let msg = run.message();
-    run.fails_with(1);
-    assert!(msg.contains("ended early"), "{msg}");
+    run.fails_saying(1, "ended early");
     assert!(!out.exists());
     assert!(incomplete_files(&env.backups()).is_empty());
     assert!(helpers_on(&vol.name).is_empty());

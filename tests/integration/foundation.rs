@@ -114,9 +114,7 @@ fn config_errors_name_file_key_and_line() {
     run.ok();
     // An explicitly named config must exist.
     let run = env.run("orca-backup-name", &["--config", "/nonexistent/orca.json"]);
-    let msg = run.message();
-    run.fails_with(2);
-    assert!(msg.contains("/nonexistent/orca.json"), "{msg}");
+    run.fails_saying(2, "/nonexistent/orca.json");
 }
 
 #[test]
@@ -382,9 +380,7 @@ fn find_volume_pinned_with_flag() {
         "orca-find-volume",
         &["--volume", "orca-test-no-such-volume-xyz"],
     );
-    let msg = run.message();
-    run.fails_with(4);
-    assert!(msg.contains("orca-test-no-such-volume-xyz"), "{msg}");
+    run.fails_saying(4, "orca-test-no-such-volume-xyz");
 }
 
 #[test]

@@ -321,9 +321,7 @@ fn nothing_is_pruned_after_a_failed_backup() {
         &["--now", NOW, "--max-count", "1"],
         r#"{"success":true,"verified":false}"#,
     );
-    let msg = run.message();
-    run.fails_with(6);
-    assert!(msg.contains("nothing was pruned"), "{msg}");
+    run.fails_saying(6, "nothing was pruned");
     assert_eq!(files_in(&dir), before);
     let failed = r#"{"success":false,"error":{"code":"no_space","message":"full","exit_code":7}}"#;
     assert_eq!(

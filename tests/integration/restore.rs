@@ -561,9 +561,7 @@ fn when_the_rollback_fails_too_the_safety_backup_is_named_and_kept() {
     // Until then the volume is refused to everyone else.
     let out = env.backups().join("orca-db-during.tar.gz");
     let run = export_run(&env, &vol.name, &out, &[]);
-    let msg = run.message();
-    run.fails_with(13);
-    assert!(msg.contains("--rollback"), "{msg}");
+    run.fails_saying(13, "--rollback");
     // The previous contents are safe: the safety backup verifies, and the
     // rollback (now that the engine behaves) puts them back.
     env.run("orca-verify", &[&safety]).ok();

@@ -307,7 +307,5 @@ fn small_and_foreign_archives_warn_but_pass() {
 fn no_archive_given_is_a_usage_error() {
     let env = Env::new();
     let run = env.run("orca-verify", &[]);
-    let msg = run.message();
-    run.fails_with(2);
-    assert!(msg.contains("backup_path"), "{msg}");
+    run.fails_saying(2, "backup_path");
 }
