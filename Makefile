@@ -5,7 +5,7 @@ BIN := target/release
 TOOLS := orca-find-volume orca-backup-name orca-export orca-verify orca-prune orca-restore orca-list orca-report
 SHELLS := bash zsh fish powershell
 
-.PHONY: build backup verify prune list restore test demo bench completions
+.PHONY: build backup verify prune list restore test test-clean demo bench completions
 
 build:
 	cargo build --release --workspace --bins
@@ -31,6 +31,12 @@ restore: build
 
 test:
 	scripts/test.sh
+
+## After the tests, on a developer's machine: remove the test images,
+## containers and volumes, and the build's target/ (several GB).
+test-clean:
+	cargo run --quiet -p orca-test-support --bin orca-test-images -- --remove
+	cargo clean
 
 demo:
 	scripts/demo.sh

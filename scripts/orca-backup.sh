@@ -47,32 +47,56 @@ USAGE
 }
 
 find_args=() name_args=() export_args=() verify_args=() copy_args=(--if-configured) drill=0 drill_args=() common=() prune=(--only-if-auto-cleanup)
+bad() { echo "orca-backup.sh: $*; see scripts/orca-backup.sh --help" >&2; exit 2; }
+# The value of an option that takes one: `--name X` or `--name=X`.
+value=""
+takes() {
+    local opt="$1"; shift
+    if [ "$inline" = 1 ]; then value="$inline_value"; shift_by=1
+    elif [ $# -ge 1 ] && [ "${1#--}" = "$1" -o -z "$1" ]; then value="$1"; shift_by=2
+    else bad "$opt needs a value"; fi
+    [ -n "$value" ] || bad "$opt needs a value (it was given an empty one)"
+}
 while [ $# -gt 0 ]; do
-    case "$1" in
-        --name) name_args+=(--name "${2?--name needs a value}"); shift 2 ;;
-        --volume) find_args+=(--volume "${2?--volume needs a value}"); shift 2 ;;
-        --overwrite) name_args+=(--overwrite); shift ;;
-        --stop) export_args+=(--stop); shift ;;
-        --compression) name_args+=(--compression "${2?--compression needs a value}"); shift 2 ;;
-        --auto-cleanup) prune=(); shift ;;
-        --description) export_args+=(--description "${2?--description needs a value}"); shift 2 ;;
-        --tag) export_args+=(--tag "${2?--tag needs a value}"); shift 2 ;;
-        --encrypt) export_args+=(--encrypt); shift ;;
-        --recipient) export_args+=(--recipient "${2?--recipient needs a value}"); shift 2 ;;
-        --recipients-file) export_args+=(--recipients-file "${2?--recipients-file needs a value}"); shift 2 ;;
-        --passphrase) export_args+=(--passphrase); shift ;;
-        --identity) verify_args+=(--identity "${2?--identity needs a value}"); shift 2 ;;
-        --drill) drill=1; shift ;;
-        --drill-image) drill=1; drill_args+=(--image "${2?--drill-image needs a value}"); shift 2 ;;
-        --drill-env-file) drill=1; drill_args+=(--env-file "${2?--drill-env-file needs a value}"); shift 2 ;;
-        --drill-probe) drill=1; drill_args+=(--probe "${2?--drill-probe needs a value}"); shift 2 ;;
-        --drill-mount-point) drill=1; drill_args+=(--mount-point "${2?--drill-mount-point needs a value}"); shift 2 ;;
-        --drill-timeout) drill=1; drill_args+=(--timeout "${2?--drill-timeout needs a value}"); shift 2 ;;
-        --copy-to) copy_args+=(--to "${2?--copy-to needs a value}"); shift 2 ;;
-        --config) common+=(--config "${2?--config needs a value}"); shift 2 ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "orca-backup.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    arg="$1" inline=0 inline_value=""
+    case "$arg" in
+        --*=*) inline=1; inline_value="${arg#*=}"; arg="${arg%%=*}" ;;
     esac
+    shift_by=1
+    case "$arg" in
+        --name) takes "$arg" "${@:2}"; name_args+=(--name "$value") ;;
+        --volume) takes "$arg" "${@:2}"; find_args+=(--volume "$value") ;;
+        --overwrite) name_args+=(--overwrite) ;;
+        --stop) export_args+=(--stop) ;;
+        --compression) takes "$arg" "${@:2}"
+            case "$value" in gzip|zstd|none) ;; *) bad "--compression must be gzip, zstd or none, not '$value'" ;; esac
+            name_args+=(--compression "$value") ;;
+        --auto-cleanup) prune=() ;;
+        --description) takes "$arg" "${@:2}"; export_args+=(--description "$value") ;;
+        --tag) takes "$arg" "${@:2}"; export_args+=(--tag "$value") ;;
+        --encrypt) export_args+=(--encrypt) ;;
+        --recipient) takes "$arg" "${@:2}"; export_args+=(--recipient "$value") ;;
+        --recipients-file) takes "$arg" "${@:2}"; export_args+=(--recipients-file "$value") ;;
+        --passphrase) export_args+=(--passphrase) ;;
+        --identity) takes "$arg" "${@:2}"; verify_args+=(--identity "$value") ;;
+        --drill) drill=1 ;;
+        --drill-image) takes "$arg" "${@:2}"; drill=1; drill_args+=(--image "$value") ;;
+        --drill-env-file) takes "$arg" "${@:2}"; drill=1; drill_args+=(--env-file "$value") ;;
+        --drill-probe) takes "$arg" "${@:2}"; drill=1; drill_args+=(--probe "$value") ;;
+        --drill-mount-point) takes "$arg" "${@:2}"; drill=1; drill_args+=(--mount-point "$value") ;;
+        --drill-timeout) takes "$arg" "${@:2}"
+            case "$value" in *[!0-9]*) bad "--drill-timeout must be a whole number of seconds, not '$value'" ;; esac
+            drill=1; drill_args+=(--timeout "$value") ;;
+        --copy-to) takes "$arg" "${@:2}"; copy_args+=(--to "$value") ;;
+        --config) takes "$arg" "${@:2}"; common+=(--config "$value") ;;
+        -h|--help) usage; exit 0 ;;
+        *) bad "unknown option '$1'" ;;
+    esac
+    if [ "$inline" = 1 ] && [ "$shift_by" = 1 ] && [ -z "$value" ]; then
+        bad "$arg takes no value"
+    fi
+    value=""
+    shift "$shift_by"
 done
 
 tools=(orca-find-volume orca-backup-name orca-export orca-verify orca-drill orca-copy orca-prune orca-report)
@@ -92,9 +116,14 @@ elif [ -f "$repo/Cargo.toml" ] && command -v cargo >/dev/null 2>&1; then
             fi
         done
     fi
-    # A no-op when the binaries are up to date.
-    echo "orca-backup.sh: building the tools (cargo build --release)..." >&2
-    if ! (cd "$repo" && cargo build --release --quiet --workspace --bins); then
+    # A no-op when the binaries are up to date; the first build compiles
+    # every dependency, which takes a while: say so, and show cargo's progress.
+    if [ ! -x "$repo/target/release/orca-export" ]; then
+        echo "orca-backup.sh: first run: building the tools (cargo build --release); this takes about 15-25 minutes on a 2-core machine, 5-10 on a fast one, and happens once" >&2
+    else
+        echo "orca-backup.sh: checking that the tools are up to date (cargo build --release)..." >&2
+    fi
+    if ! (cd "$repo" && cargo build --release --workspace --bins); then
         echo "❌ Backup failed: cannot build the tools with cargo (see the errors above)" >&2
         exit 1
     fi

@@ -139,7 +139,11 @@ impl DirStore {
             );
         }
         out.commit(overwrite)?;
-        Ok(Sent { size, sha256 })
+        Ok(Sent {
+            size,
+            sha256,
+            token: file_token(&target),
+        })
     }
 
     /// Stream `name` into `to`.
@@ -165,6 +169,15 @@ impl DirStore {
             .with_context(|| format!("cannot read {}", path.display()))
     }
 
+    /// Remove `name` only while it is the file this run wrote (`token`, see
+    /// [`file_token`]); `Ok(false)` when another file holds the name now.
+    pub fn delete_own(&self, name: &str, token: &str) -> anyhow::Result<bool> {
+        if file_token(&self.file(name)).as_deref() != Some(token) {
+            return Ok(false);
+        }
+        self.delete(name).map(|()| true)
+    }
+
     /// Remove `name` (gone already is fine).
     pub fn delete(&self, name: &str) -> anyhow::Result<()> {
         match fs::remove_file(self.file(name)) {
@@ -178,6 +191,26 @@ impl DirStore {
                 )))
             }
         }
+    }
+}
+
+/// What tells one file from another put under the same name later: device
+/// and inode on Unix; size and modification time elsewhere.
+pub fn file_token(path: &Path) -> Option<String> {
+    let m = fs::symlink_metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(format!("{}:{}", m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let t = m
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!("{}:{}", m.len(), t.as_nanos()))
     }
 }
 

@@ -238,6 +238,9 @@ pub struct Sent {
     pub size: u64,
     /// SHA-256 (hex) of the bytes read from the local file and sent.
     pub sha256: String,
+    /// What identifies the object this run wrote (S3's ETag; a directory
+    /// copy's device and inode), so that only it is ever removed again.
+    pub token: Option<String>,
 }
 
 /// An opened destination.
@@ -335,7 +338,7 @@ impl Remote {
         progress: &Progress,
     ) -> anyhow::Result<Sent> {
         match &self.backend {
-            Backend::S3(s) => s.upload(local, name, expected_sha256, progress),
+            Backend::S3(s) => s.upload(local, name, expected_sha256, overwrite, progress),
             Backend::Dir(d) => d.upload(local, name, expected_sha256, overwrite, progress),
         }
     }
@@ -376,6 +379,19 @@ impl Remote {
         match &self.backend {
             Backend::S3(s) => s.delete(name, false),
             Backend::Dir(d) => d.delete(name),
+        }
+    }
+
+    /// Remove `name` only if it is still the object this run wrote (`token`
+    /// from [`Sent`]); another writer's object stays. Runs to its deadline
+    /// even after Ctrl-C. `Ok(false)`: it was not ours, or is gone.
+    pub fn remove_own(&self, name: &str, token: Option<&str>) -> anyhow::Result<bool> {
+        let Some(token) = token else {
+            return Ok(false);
+        };
+        match &self.backend {
+            Backend::S3(s) => s.delete_own(name, token),
+            Backend::Dir(d) => d.delete_own(name, token),
         }
     }
 

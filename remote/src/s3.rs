@@ -177,7 +177,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// The HTTP client every operator uses: rustls with the ring provider (it
-/// cross-builds for Windows with mingw) and the platform's trust store.
+/// cross-builds for Windows with mingw) and the platform's trust store,
+/// behind [`Interruptible`].
 fn install_http(timeout: Duration) -> anyhow::Result<()> {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     INSTALLED
@@ -188,14 +189,72 @@ fn install_http(timeout: Duration) -> anyhow::Result<()> {
                 .read_timeout(timeout)
                 .build()
                 .map_err(|e| format!("cannot set up HTTPS: {e}"))?;
-            opendal::HttpTransporter::install_default(
+            opendal::HttpTransporter::install_default(Interruptible(
                 opendal_http_transport_reqwest::ReqwestTransport::new(client),
-            );
+            ));
             Ok(())
         })
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
 }
+
+/// Cancelled on the first Ctrl-C.
+fn cancel_token() -> &'static CancellationToken {
+    static TOKEN: OnceLock<CancellationToken> = OnceLock::new();
+    static HOOK: OnceLock<orca_shared::interrupt::HookGuard> = OnceLock::new();
+    let token = TOKEN.get_or_init(CancellationToken::new);
+    HOOK.get_or_init(|| {
+        let t = token.clone();
+        orca_shared::interrupt::on_interrupt(move || t.cancel())
+    });
+    token
+}
+
+/// The HTTP transport, ended at once by Ctrl-C: every request in flight
+/// (the parts of an upload too, which run as tasks of their own) fails with
+/// a permanent error, so the retry layer gives up instead of waiting out a
+/// stalled server, and the writer stays whole for the abort that follows.
+/// DELETEs (aborting an upload, removing this run's own object) are cleanup
+/// and run to their own deadline.
+struct Interruptible(opendal_http_transport_reqwest::ReqwestTransport);
+
+impl opendal::HttpTransport for Interruptible {
+    async fn fetch(
+        &self,
+        req: http::Request<opendal::Buffer>,
+    ) -> opendal::Result<http::Response<opendal::HttpBody>> {
+        if req.method() == http::Method::DELETE {
+            return self.0.fetch(req).await;
+        }
+        // The request that starts a multipart upload: cut off, the server
+        // may have started one whose id this run never learns.
+        let starts_upload = req.method() == http::Method::POST
+            && req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "uploads" || p == "uploads="));
+        let token = cancel_token();
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => {
+                if starts_upload {
+                    START_CUT_OFF.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Err(opendal::Error::new(OdKind::Unexpected, INTERRUPTED_REQUEST))
+            }
+            r = self.0.fetch(req) => r,
+        }
+    }
+}
+
+/// Set when Ctrl-C cut off the request that starts a multipart upload.
+static START_CUT_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The message of a request ended by Ctrl-C.
+const INTERRUPTED_REQUEST: &str = "interrupted (Ctrl-C)";
+
+/// How long aborting an upload may take after Ctrl-C or a failure.
+const ABORT_DEADLINE: Duration = Duration::from_secs(10);
 
 impl S3Store {
     /// Open `bucket` at `prefix` (`""` or ending with `/`).
@@ -208,7 +267,8 @@ impl S3Store {
         let timeout = Duration::from_secs(config.remote_timeout_seconds);
         install_http(timeout)?;
         let s = settings(config, &|k| std::env::var(k).ok());
-        if let Some(e) = &s.endpoint {
+        if let Some(endpoint) = &s.endpoint {
+            let e = orca_shared::redact::urls(endpoint);
             let lower = e.to_ascii_lowercase();
             if !(lower.starts_with("http://") || lower.starts_with("https://")) {
                 fail!(
@@ -216,17 +276,15 @@ impl S3Store {
                     "the S3 endpoint {e:?} must start with https:// (or http:// for a server without TLS)"
                 );
             }
-            if is_remote_http(e) {
+            if is_remote_http(&e) {
                 eprintln!(
                     "{tool}: warning: the S3 endpoint {e} is plain HTTP to another machine: requests are signed, but the archive and its manifest travel unencrypted (use https://, or encrypt backups with --encrypt)"
                 );
             }
         }
         let rt = runtime()?;
-        let shown_endpoint = s
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| "https://s3.amazonaws.com".to_string());
+        let shown_endpoint =
+            orca_shared::redact::urls(s.endpoint.as_deref().unwrap_or("https://s3.amazonaws.com"));
         let region = match &s.region {
             Some(r) => r.clone(),
             None if s.endpoint.is_some() => "us-east-1".to_string(),
@@ -277,7 +335,7 @@ impl S3Store {
                         eprintln!(
                             "{tool_name}: S3 {} failed ({}); retry {} in {:.1} s",
                             ev.op.into_static(),
-                            innermost(ev.err),
+                            orca_shared::redact::urls(&innermost(ev.err)),
                             ev.attempt,
                             ev.retry_after.as_secs_f64()
                         );
@@ -314,12 +372,12 @@ impl S3Store {
 
     /// An opendal error as one line a user can act on, with its exit code.
     fn classify(&self, e: &opendal::Error, what: &str) -> anyhow::Error {
-        let text = format!("{e:?}");
+        let text = orca_shared::redact::urls(&format!("{e:?}"));
         let code = s3_code(&text);
         let why = match (&code, s3_message(&text)) {
             (Some(c), Some(m)) => format!("{c}: {}", m.trim_end_matches('.')),
             (Some(c), None) => c.clone(),
-            _ => match innermost(e) {
+            _ => match orca_shared::redact::urls(&innermost(e)) {
                 m if m.trim().is_empty() => format!("{}", e.kind()),
                 m => m,
             },
@@ -448,12 +506,16 @@ impl S3Store {
         })
     }
 
-    /// Multipart upload of `local` as `name`.
+    /// Multipart upload of `local` as `name`. Without `overwrite` the object
+    /// is created only if no object of that name exists when it completes
+    /// (`If-None-Match: *` on the completion): of two writers of one name one
+    /// wins, and the other gets exit 5 and leaves nothing.
     pub fn upload(
         &self,
         local: &Path,
         name: &str,
         expected: Option<&str>,
+        overwrite: bool,
         progress: &Progress,
     ) -> anyhow::Result<Sent> {
         let mut file =
@@ -464,15 +526,16 @@ impl S3Store {
             .len();
         let part = part_size(size);
         let what = format!("upload {}", self.url_of(name));
-        // Ctrl-C ends the upload between parts (a part in flight finishes or
-        // fails within its deadline): a write cut short would leave the
-        // writer unable to abort, and the parts would stay on the server.
+        // Ctrl-C ends the requests in flight at once (see [`Interruptible`]);
+        // the writer is never dropped mid-call, so it can still abort and
+        // the parts sent so far do not stay on the server.
         self.rt.block_on(async {
             let mut w = self
                 .op
                 .writer_with(name)
                 .chunk(part)
                 .concurrent(CONCURRENT_PARTS)
+                .if_not_exists(!overwrite)
                 .await
                 .map_err(|e| self.classify(&e, &what))?;
             let mut hasher = Sha256::new();
@@ -517,28 +580,59 @@ impl S3Store {
             });
             let failed = match fed {
                 Ok(()) => match w.close().await {
-                    Ok(_) => return Ok(Sent { size: sent, sha256 }),
+                    Ok(meta) => {
+                        return Ok(Sent {
+                            size: sent,
+                            sha256,
+                            token: meta.etag().map(String::from),
+                        });
+                    }
+                    Err(e) if e.kind() == OdKind::ConditionNotMatch => error(
+                        ErrorKind::AlreadyExists,
+                        format!(
+                            "{} was created by another writer while this copy was uploaded; it was left untouched",
+                            self.url_of(name)
+                        ),
+                    ),
                     Err(e) => self.classify(&e, &what),
                 },
                 Err(e) => e,
             };
+            let failed = if orca_shared::interrupt::interrupted() {
+                interrupted()
+            } else {
+                failed
+            };
             // Nothing appears under the name: drop the parts sent so far.
-            match tokio::time::timeout(Duration::from_secs(30), w.abort()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(a)) => eprintln!(
-                    "{}: warning: could not abort the unfinished upload of {} ({}); no object was created, but its parts stay (and cost) until removed: `aws s3api list-multipart-uploads --bucket {}` and abort-multipart-upload, or a lifecycle rule",
-                    self.tool,
-                    self.url_of(name),
-                    innermost(&a),
-                    self.bucket
-                ),
-                Err(_) => eprintln!(
-                    "{}: warning: aborting the unfinished upload of {} took too long; no object was created, but its parts may stay until removed (aws s3api list-multipart-uploads --bucket {})",
-                    self.tool,
-                    self.url_of(name),
-                    self.bucket
-                ),
+            let undone = match tokio::time::timeout(ABORT_DEADLINE, w.abort()).await {
+                // An upload whose start was cut off has no id here to abort.
+                Ok(Ok(())) if START_CUT_OFF.load(std::sync::atomic::Ordering::SeqCst) => {
+                    "the server did not answer the request that starts the upload, so its id is unknown"
+                        .to_string()
+                }
+                Ok(Ok(())) => return Err(failed),
+                Ok(Err(a)) => orca_shared::redact::urls(&innermost(&a)),
+                Err(_) => format!("no answer within {} s", ABORT_DEADLINE.as_secs()),
+            };
+            let cleanup = format!(
+                "no object was created, but an unfinished upload (and the parts sent) may stay on the server, and cost, until removed: `aws s3api list-multipart-uploads --bucket {} --prefix {}` and abort-multipart-upload, or a lifecycle rule that aborts incomplete multipart uploads",
+                self.bucket,
+                self.prefix
+            );
+            if orca_shared::interrupt::interrupted() {
+                return Err(error(
+                    ErrorKind::Interrupted,
+                    format!(
+                        "interrupted; the unfinished upload of {} could not be aborted ({undone}): {cleanup}",
+                        self.url_of(name)
+                    ),
+                ));
             }
+            eprintln!(
+                "{}: warning: could not abort the unfinished upload of {} ({undone}); {cleanup}",
+                self.tool,
+                self.url_of(name),
+            );
             Err(failed)
         })
     }
@@ -616,6 +710,28 @@ impl S3Store {
         } else {
             self.rt.block_on(fut)
         }
+    }
+
+    /// Delete `name` only while it is the object this run wrote (its ETag is
+    /// `etag`): `If-Match` on the delete, and the ETag compared first for
+    /// servers that ignore the condition. Whatever another writer put there
+    /// stays. Runs to its deadline even after Ctrl-C. `Ok(false)`: not ours
+    /// (or gone), left alone.
+    pub fn delete_own(&self, name: &str, etag: &str) -> anyhow::Result<bool> {
+        let what = format!("delete {}", self.url_of(name));
+        self.rt.block_on(async {
+            match self.op.stat(name).await {
+                Ok(m) if m.etag() == Some(etag) => {}
+                Ok(_) => return Ok(false),
+                Err(e) if e.kind() == OdKind::NotFound => return Ok(false),
+                Err(e) => return Err(self.classify(&e, &what)),
+            }
+            match self.op.delete_with(name).if_match(etag).await {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == OdKind::ConditionNotMatch => Ok(false),
+                Err(e) => Err(self.classify(&e, &what)),
+            }
+        })
     }
 }
 

@@ -113,6 +113,111 @@ pub fn scan(dir: &Path) -> anyhow::Result<Scan> {
     Ok(found)
 }
 
+/// The archive an argument names: a file that exists, as it is; else a
+/// backup's name as `orca-list` prints it (`orca-db-x.tar.gz`), or only its
+/// custom part (`x`), looked up in `backups_dir` in any of its forms
+/// (compression, encryption). Nothing found is exit 19, naming the closest
+/// names there. `Ok((path, true))`: found in the backups directory.
+pub fn resolve(arg: &Path, backups_dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    if fs::symlink_metadata(arg).is_ok() {
+        return Ok((arg.to_path_buf(), false));
+    }
+    let shown = arg.display().to_string();
+    // A bare name is looked up in the backups directory; a path, in its own
+    // directory (the same backup in another form: compression, encryption).
+    let bare =
+        arg.components().count() == 1 && arg.file_name().is_some_and(|n| n == arg.as_os_str());
+    let (dir, given) = if bare {
+        (backups_dir, arg.to_str().unwrap_or_default())
+    } else {
+        (
+            arg.parent().unwrap_or(Path::new(".")),
+            arg.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+        )
+    };
+    let scan = scan(dir).unwrap_or_default();
+    if !given.is_empty() {
+        let exact = dir.join(given);
+        if fs::symlink_metadata(&exact).is_ok_and(|m| m.file_type().is_file()) {
+            return Ok((exact, bare));
+        }
+        // The name in another form, or (bare) only its custom part.
+        let prefixed = format!("{}{given}", names::PREFIX);
+        let stem = match BackupFileName::parse(given) {
+            Some(b) => Some(b.stem),
+            None if bare => Some(
+                BackupFileName::parse(&prefixed)
+                    .map(|b| b.stem)
+                    .unwrap_or_else(|| {
+                        given
+                            .strip_prefix(names::PREFIX)
+                            .unwrap_or(given)
+                            .to_string()
+                    }),
+            ),
+            None => None,
+        };
+        let matches: Vec<&Found> = scan
+            .backups
+            .iter()
+            .filter(|b| stem.is_some() && BackupFileName::parse(&b.name).map(|p| p.stem) == stem)
+            .collect();
+        match matches.as_slice() {
+            [one] => return Ok((one.path.clone(), true)),
+            [] => {}
+            several => crate::fail!(
+                Usage,
+                "backup '{shown}' exists in several forms in {}: {}; name the one you mean",
+                dir.display(),
+                several
+                    .iter()
+                    .map(|b| b.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    let key = given.to_lowercase();
+    let mut near: Vec<(f64, &str)> = scan
+        .backups
+        .iter()
+        .map(|b| {
+            (
+                strsim::jaro_winkler(&key, &b.name.to_lowercase()),
+                b.name.as_str(),
+            )
+        })
+        .filter(|(score, _)| *score >= 0.7)
+        .collect();
+    near.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let hint = if near.is_empty() {
+        if scan.backups.is_empty() {
+            format!("there are no backups in {}", dir.display())
+        } else {
+            format!("none in {} is close (orca-list shows them)", dir.display())
+        }
+    } else {
+        format!(
+            "the closest in {}: {}",
+            dir.display(),
+            near.iter()
+                .take(3)
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    crate::fail!(
+        NoSuchBackup,
+        "no such backup: '{shown}' is not a file{}; {hint}",
+        if bare {
+            ", nor a backup's name in the backups directory"
+        } else {
+            ""
+        }
+    )
+}
+
 /// Newest first; equal times by name, so the order is total.
 pub fn sort(backups: &mut [Found]) {
     backups.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
@@ -150,4 +255,48 @@ pub fn backup(
         size_bytes,
         sidecars,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::{ErrorKind, kind_of};
+
+    #[test]
+    fn names_resolve_in_the_backups_directory() {
+        let b = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let cwd_relative = |name: &str| elsewhere.path().join("no-such-dir").join(name);
+        fs::write(b.path().join("orca-db-before-migration.tar.zst"), b"x").unwrap();
+        fs::write(b.path().join("orca-db-2026-01-02-03-04.tar.gz"), b"x").unwrap();
+        let want = b.path().join("orca-db-before-migration.tar.zst");
+        // As orca-list prints it, in another form, or only the custom part.
+        for arg in [
+            "orca-db-before-migration.tar.zst",
+            "orca-db-before-migration.tar.gz",
+            "before-migration",
+            "orca-db-before-migration",
+        ] {
+            assert_eq!(
+                resolve(Path::new(arg), b.path()).unwrap(),
+                (want.clone(), true),
+                "{arg}"
+            );
+        }
+        // A path that exists is itself.
+        let p = elsewhere.path().join("x.tar.gz");
+        fs::write(&p, b"x").unwrap();
+        assert_eq!(resolve(&p, b.path()).unwrap(), (p, false));
+        // A mistyped name: exit 19, with the closest names.
+        let e = resolve(Path::new("orca-db-before-migratoin.tar.gz"), b.path()).unwrap_err();
+        assert_eq!(kind_of(&e), ErrorKind::NoSuchBackup);
+        assert!(
+            format!("{e}").contains("orca-db-before-migration.tar.zst"),
+            "{e}"
+        );
+        // A missing path in a directory with no backups.
+        let e = resolve(&cwd_relative("orca-db-x.tar.gz"), b.path()).unwrap_err();
+        assert_eq!(kind_of(&e), ErrorKind::NoSuchBackup);
+        assert!(format!("{e}").contains("no backups"), "{e}");
+    }
 }

@@ -224,7 +224,7 @@ impl Config {
                 Usage,
                 "invalid config {file}: line {}: {} (fix the JSON syntax)",
                 e.line(),
-                strip_position(&e.to_string())
+                strip_position(&crate::record::json_error(text, &e))
             )
         })?;
         let Value::Object(map) = &value else {
@@ -440,6 +440,13 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<(Config, Vec<String>)> {
         Config::parse(text, Path::new("/h/config.json"))
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_named() {
+        let e = parse("{\n \"stop_timeout_seconds\": 1e400\n}").unwrap_err();
+        let m = format!("{e:#}");
+        assert!(m.contains("line 2") && m.contains("1e400"), "{m}");
     }
 
     #[test]

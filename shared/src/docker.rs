@@ -761,6 +761,21 @@ pub fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
+/// The exit code a stopped container ended with (`None`: not known).
+fn exit_code(c: &ContainerRef) -> anyhow::Result<Option<i64>> {
+    let e = connected()?;
+    let docker = e.docker().clone();
+    match e.call(
+        engine::timeouts().request,
+        Mode::Interruptible,
+        docker.inspect_container(&c.id, None::<q::InspectContainerOptions>),
+    ) {
+        Ok(i) => Ok(i.state.and_then(|s| s.exit_code)),
+        Err(EngineError::Api { status: 404, .. }) => Ok(None),
+        Err(err) => Err(err.into_error(&format!("inspect container '{}'", c.name))),
+    }
+}
+
 /// Containers we stopped, started again when this guard goes (also on error or
 /// interrupt), or explicitly with [`StoppedContainers::restart`].
 #[derive(Debug, Default)]
@@ -771,6 +786,9 @@ pub struct StoppedContainers {
     in_flight: Option<ContainerRef>,
     /// Deleted by stopping (`--rm`), accepted by the user: not started again.
     removed: Vec<ContainerRef>,
+    /// Did not stop within the grace period and were killed by the engine
+    /// (exit 137, SIGKILL): their files are at best crash-consistent.
+    killed: Vec<ContainerRef>,
     restarted: bool,
 }
 
@@ -830,9 +848,23 @@ impl StoppedContainers {
                 guard.removed.push(c.clone());
             } else {
                 guard.stopped.push(c.clone());
+                if exit_code(c)? == Some(137) {
+                    eprintln!(
+                        "warning: container '{}' did not shut down within {} s and was killed (SIGKILL): its files are not a clean shutdown's; raise stop_timeout_seconds in config",
+                        c.name,
+                        t.stop_grace.as_secs()
+                    );
+                    guard.killed.push(c.clone());
+                }
             }
         }
         Ok(guard)
+    }
+
+    /// The containers that did not stop within the grace period and were
+    /// killed: a copy made meanwhile is not a clean shutdown's.
+    pub fn killed(&self) -> &[ContainerRef] {
+        &self.killed
     }
 
     /// Containers an earlier, interrupted run stopped (from its journal): they

@@ -47,6 +47,9 @@ pub enum ErrorKind {
     /// A restore drill: the database did not start on the scratch copy, or
     /// its checks failed.
     DrillFailed,
+    /// The archive named is not a file and no backup of that name is in the
+    /// backups directory.
+    NoSuchBackup,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
 }
@@ -152,6 +155,12 @@ pub const TABLE: &[(ErrorKind, u8, &str, &str)] = &[
         "restore drill failed: the database did not start on the scratch copy, or its checks failed",
     ),
     (
+        ErrorKind::NoSuchBackup,
+        19,
+        "no_such_backup",
+        "no such backup: the archive named is not a file, nor a backup's name in the backups directory",
+    ),
+    (
         ErrorKind::Interrupted,
         130,
         "interrupted",
@@ -181,6 +190,7 @@ EXIT STATUS:
     16   remote storage refused the credentials or the access
     17   remote bucket, directory or backup not found
     18   restore drill failed: the database did not start on the scratch copy, or its checks failed
+    19   no such backup: the archive named is not a file, nor a backup's name in the backups directory
     130  interrupted (Ctrl-C, SIGTERM)
 Any other non-zero code also means failure. The JSON record on stdout carries
 the same code in error.exit_code and a stable name in error.code.";

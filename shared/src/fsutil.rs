@@ -71,6 +71,38 @@ impl AtomicFile {
         &self.final_path
     }
 
+    /// Give it another final name (before committing).
+    pub fn retarget(&mut self, final_path: &Path) {
+        self.final_path = final_path.to_path_buf();
+    }
+
+    /// Flush to disk and rename into place unless the name is taken; a taken
+    /// name gives the file back, still uncommitted, so the caller may choose
+    /// another (`Ok(Some(file))`).
+    pub fn commit_new(self) -> anyhow::Result<Option<AtomicFile>> {
+        let AtomicFile { temp, final_path } = self;
+        temp.as_file()
+            .sync_all()
+            .with_context(|| format!("cannot flush {} to disk", temp.path().display()))?;
+        match temp.persist_noclobber(&final_path) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                return Ok(Some(AtomicFile {
+                    temp: e.file,
+                    final_path,
+                }));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e.error).context(format!(
+                    "cannot rename the finished file to {}",
+                    final_path.display()
+                )));
+            }
+        }
+        sync_dir(parent_dir(&final_path))?;
+        Ok(None)
+    }
+
     /// Flush to disk and rename into place; `overwrite` allows replacing a file.
     pub fn commit(self, overwrite: bool) -> anyhow::Result<()> {
         let AtomicFile { temp, final_path } = self;
@@ -87,7 +119,7 @@ impl AtomicFile {
             if e.error.kind() == io::ErrorKind::AlreadyExists {
                 crate::fail!(
                     AlreadyExists,
-                    "{} already exists; it was left untouched (choose another name, or allow overwriting with --overwrite)",
+                    "{} already exists; it was left untouched (choose another name)",
                     final_path.display()
                 );
             }
@@ -186,37 +218,45 @@ impl DirLock {
 
     fn take(dir: &Path, tool: &str, exclusive: bool) -> anyhow::Result<DirLock> {
         let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            // A read-only directory: an existing lock file still locks.
-            .or_else(|_| File::open(&path))
-            .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        let attempt = if exclusive {
-            file.try_lock()
-        } else {
-            file.try_lock_shared()
+        let file = open_lock_file(&path)?;
+        let attempt = |f: &File| {
+            if exclusive {
+                f.try_lock()
+            } else {
+                f.try_lock_shared()
+            }
         };
-        match attempt {
+        match attempt(&file) {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 eprintln!(
-                    "{tool}: waiting for {} to finish (lock {})",
+                    "{tool}: waiting for {} to finish (lock {}; Ctrl-C to give up)",
                     if exclusive {
-                        "a running orca-export"
+                        "a running orca-export or copy"
                     } else {
                         "a running orca-prune"
                     },
                     path.display()
                 );
-                let waited = if exclusive {
-                    file.lock()
-                } else {
-                    file.lock_shared()
-                };
-                waited.with_context(|| format!("cannot lock {}", path.display()))?;
+                // Polled, not a blocking lock(): a blocking wait restarts
+                // after a signal, and Ctrl-C must end it within moments.
+                loop {
+                    crate::interrupt::check().map_err(|e| {
+                        e.context(format!(
+                            "interrupted while waiting for the lock {}; nothing was changed",
+                            path.display()
+                        ))
+                    })?;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    match attempt(&file) {
+                        Ok(()) => break,
+                        Err(fs::TryLockError::WouldBlock) => continue,
+                        Err(fs::TryLockError::Error(e)) => {
+                            return Err(anyhow::Error::from(e)
+                                .context(format!("cannot lock {}", path.display())));
+                        }
+                    }
+                }
             }
             Err(fs::TryLockError::Error(e)) => {
                 return Err(
@@ -226,6 +266,44 @@ impl DirLock {
         }
         Ok(DirLock { _file: file })
     }
+}
+
+/// Open (creating it owner-only) the lock file of a backups directory. A
+/// directory the user may read but not write still locks through an existing
+/// lock file; otherwise the first error is the one reported (a fallback's
+/// "no such file" would hide the real "permission denied"), with exit 8.
+fn open_lock_file(path: &Path) -> anyhow::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let first = match opts.open(path) {
+        Ok(f) => {
+            if let Err(e) = crate::private::restrict(path, false) {
+                eprintln!(
+                    "warning: cannot make {} private to you: {e}",
+                    path.display()
+                );
+            }
+            return Ok(f);
+        }
+        Err(e) => e,
+    };
+    if let Ok(f) = File::open(path) {
+        return Ok(f);
+    }
+    let dir = parent_dir(path);
+    if crate::exit::io_kind(&first) == Some(crate::exit::ErrorKind::PermissionDenied) {
+        crate::fail!(
+            PermissionDenied,
+            "cannot write in the backups directory {}: {first} (make it writable for you, e.g. `chmod u+w`, or choose another with --backups-dir or backups_dir in config)",
+            dir.display()
+        );
+    }
+    Err(anyhow::Error::from(first).context(format!("cannot open lock file {}", path.display())))
 }
 
 /// Whether a temporary file is being written by a live process (it holds a lock).

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod catalog;
 pub mod config;
+pub mod consistency;
 pub mod contenthash;
 pub mod creator;
 pub mod crypt;
@@ -25,6 +26,7 @@ pub mod paths;
 pub mod private;
 pub mod progress;
 pub mod record;
+pub mod redact;
 pub mod sapassword;
 pub mod tarscan;
 pub mod testpoint;

@@ -104,8 +104,12 @@ pub struct Manifest {
     /// Containers that used the volume.
     #[serde(default)]
     pub containers: Vec<ContainerAtBackup>,
-    /// No container ran on the volume during the copy (stopped or idle).
+    /// A consistent copy (`consistency` is offline, hot or stopped).
     pub consistent: bool,
+    /// How the files were copied (absent in manifests made before orca
+    /// recorded it: see [`Manifest::consistency`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<crate::consistency::Consistency>,
     /// orca-backup's version.
     pub toolkit_version: String,
     /// The Docker engine's version.
@@ -140,6 +144,17 @@ pub struct DrillSummary {
 }
 
 impl Manifest {
+    /// How the files were copied: as recorded, else as `consistent` and the
+    /// stopped containers say.
+    pub fn consistency(&self) -> crate::consistency::Consistency {
+        self.consistency.unwrap_or_else(|| {
+            crate::consistency::Consistency::derived(
+                self.consistent,
+                self.containers.iter().any(|c| c.stopped_for_backup),
+            )
+        })
+    }
+
     /// The newest drill, if any.
     pub fn last_drill(&self) -> Option<&DrillSummary> {
         self.drills.last()
@@ -336,6 +351,7 @@ mod tests {
             entries: 3,
             containers: vec![],
             consistent: true,
+            consistency: None,
             toolkit_version: "0.1.0".into(),
             docker_version: "28".into(),
             verification: None,

@@ -176,13 +176,64 @@ pub fn other_form(file_name: &str) -> String {
     }
 }
 
+/// Every form of one backup name: `x.tar.gz`, `x.tar.zst`, `x.tar`, each
+/// also encrypted (`.age`). One name is one backup, whatever its compression
+/// or encryption: a second is refused, or replaces all of them. `file_name`
+/// itself comes first. A name that is not a backup's has its `.age` twin only.
+pub fn all_forms(file_name: &str) -> Vec<String> {
+    let Some(parsed) = BackupFileName::parse(file_name) else {
+        return vec![file_name.to_string(), other_form(file_name)];
+    };
+    let mut forms = vec![file_name.to_string()];
+    for c in Compression::ALL {
+        for age in ["", crate::crypt::SUFFIX] {
+            let f = format!("{PREFIX}{}{}{age}", parsed.stem, c.extension());
+            if !forms.contains(&f) {
+                forms.push(f);
+            }
+        }
+    }
+    forms
+}
+
+/// The forms of `file_name` that exist in `dir` (as anything: a file, a
+/// directory, a link).
+pub fn existing_forms(dir: &std::path::Path, file_name: &str) -> Vec<std::path::PathBuf> {
+    all_forms(file_name)
+        .into_iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect()
+}
+
+/// Whether any form of `file_name` exists in `dir`.
+pub fn any_form_exists(dir: &std::path::Path, file_name: &str) -> bool {
+    !existing_forms(dir, file_name).is_empty()
+}
+
 /// Whether `file_name` is a temporary file of ours (`orca-db-*.incomplete`).
 pub fn is_incomplete(file_name: &str) -> bool {
     file_name.starts_with(PREFIX) && file_name.ends_with(INCOMPLETE_SUFFIX)
 }
 
-/// Parse a `YYYY-MM-DD-HH-mm` stem (exactly that shape, a real date and time).
+/// Parse a `YYYY-MM-DD-HH-mm` stem (exactly that shape, a real date and
+/// time), or `YYYY-MM-DD-HH-mm-N` (N from 2 to 999, no leading zero): the
+/// N-th backup made in that minute.
 pub fn parse_timestamp(stem: &str) -> Option<NaiveDateTime> {
+    let stem = match stem.get(16..) {
+        None | Some("") => stem,
+        Some(seq) => {
+            let n = seq.strip_prefix('-')?;
+            let ok = (1..=3).contains(&n.len())
+                && n.bytes().all(|c| c.is_ascii_digit())
+                && !n.starts_with('0')
+                && n != "1";
+            if !ok {
+                return None;
+            }
+            &stem[..16]
+        }
+    };
     let b = stem.as_bytes();
     if b.len() != 16 {
         return None;
@@ -209,6 +260,60 @@ pub fn timestamped_name(now: DateTime<Local>, compression: Compression) -> Strin
         now.format(TIMESTAMP_FORMAT),
         compression.extension()
     )
+}
+
+/// The most backups one minute can name (`-2` ... `-999`).
+pub const MAX_PER_MINUTE: u32 = 999;
+
+/// The first timestamped name for `now` that no backup in `dir` has in any
+/// form: `orca-db-YYYY-MM-DD-HH-mm<ext>`, else `...-HH-mm-2<ext>`, `-3`...
+/// so a second backup in the same minute never fails or replaces the first.
+pub fn free_timestamped_name(
+    dir: &std::path::Path,
+    now: DateTime<Local>,
+    compression: Compression,
+) -> anyhow::Result<String> {
+    let base = now.format(TIMESTAMP_FORMAT).to_string();
+    for n in 1..=MAX_PER_MINUTE {
+        let stem = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let name = format!("{PREFIX}{stem}{}", compression.extension());
+        if !any_form_exists(dir, &name) {
+            return Ok(name);
+        }
+    }
+    crate::fail!(
+        AlreadyExists,
+        "{MAX_PER_MINUTE} backups named after {base} exist in {} already; wait a minute, or give a name with --name",
+        dir.display()
+    )
+}
+
+/// The next timestamped name after `file_name` (`-2` after none, `-3` after
+/// `-2`...), for a run that found its name taken when it came to commit.
+pub fn next_in_minute(file_name: &str) -> Option<String> {
+    let parsed = BackupFileName::parse(file_name)?;
+    parsed.timestamp?;
+    let (base, n) = match parsed.stem.get(16..) {
+        Some(seq) if !seq.is_empty() => (&parsed.stem[..16], seq[1..].parse::<u32>().ok()?),
+        _ => (parsed.stem.as_str(), 1),
+    };
+    if n >= MAX_PER_MINUTE {
+        return None;
+    }
+    let age = if parsed.encrypted {
+        crate::crypt::SUFFIX
+    } else {
+        ""
+    };
+    Some(format!(
+        "{PREFIX}{base}-{}{}{age}",
+        n + 1,
+        parsed.compression.extension()
+    ))
 }
 
 /// A custom name made safe, and whether it had to be marked as named.
@@ -328,9 +433,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn all_forms_cover_every_compression_and_encryption() {
+        let f = all_forms("orca-db-x.tar.zst.age");
+        assert_eq!(f[0], "orca-db-x.tar.zst.age");
+        assert_eq!(f.len(), 6);
+        for want in [
+            "orca-db-x.tar.gz",
+            "orca-db-x.tar.gz.age",
+            "orca-db-x.tar.zst",
+            "orca-db-x.tar",
+            "orca-db-x.tar.age",
+        ] {
+            assert!(f.contains(&want.to_string()), "{want} in {f:?}");
+        }
+        assert_eq!(all_forms("other.bin"), ["other.bin", "other.bin.age"]);
+    }
+
+    #[test]
     fn other_form_adds_or_drops_the_age_suffix() {
         assert_eq!(other_form("orca-db-x.tar.gz"), "orca-db-x.tar.gz.age");
         assert_eq!(other_form("orca-db-x.tar.gz.age"), "orca-db-x.tar.gz");
+    }
+
+    #[test]
+    fn the_nth_backup_of_a_minute_is_timestamped_too() {
+        let t = parse_timestamp("2025-10-31-14-30").unwrap();
+        assert_eq!(parse_timestamp("2025-10-31-14-30-2"), Some(t));
+        assert_eq!(parse_timestamp("2025-10-31-14-30-999"), Some(t));
+        for bad in [
+            "2025-10-31-14-30-1",
+            "2025-10-31-14-30-02",
+            "2025-10-31-14-30-1000",
+            "2025-10-31-14-30-x",
+            "2025-10-31-14-30-",
+        ] {
+            assert!(parse_timestamp(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            next_in_minute("orca-db-2025-10-31-14-30.tar.gz").as_deref(),
+            Some("orca-db-2025-10-31-14-30-2.tar.gz")
+        );
+        assert_eq!(
+            next_in_minute("orca-db-2025-10-31-14-30-9.tar.zst.age").as_deref(),
+            Some("orca-db-2025-10-31-14-30-10.tar.zst.age")
+        );
+        assert_eq!(next_in_minute("orca-db-before.tar.gz"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let now = Local.from_local_datetime(&t).earliest().unwrap();
+        let first = free_timestamped_name(dir.path(), now, Compression::Gzip).unwrap();
+        assert_eq!(first, "orca-db-2025-10-31-14-30.tar.gz");
+        // Taken in another compression: the next number.
+        std::fs::write(dir.path().join("orca-db-2025-10-31-14-30.tar.zst"), b"").unwrap();
+        let second = free_timestamped_name(dir.path(), now, Compression::Gzip).unwrap();
+        assert_eq!(second, "orca-db-2025-10-31-14-30-2.tar.gz");
     }
 
     #[test]

@@ -62,7 +62,8 @@ impl Record {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             crate::err!(
                 Usage,
-                "the record on stdin is not valid JSON ({e}); pipe the output of an orca tool or nothing"
+                "the record on stdin is not valid JSON ({}); pipe the output of an orca tool or nothing",
+                json_error(text, &e)
             )
         })?;
         match value {
@@ -190,6 +191,43 @@ impl Record {
     }
 }
 
+/// serde_json's error, with the number it refused when it is out of range
+/// (`1e400`): its own message says only where.
+pub fn json_error(text: &str, e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    if !msg.starts_with("number out of range") {
+        return msg;
+    }
+    match number_at(text, e.line(), e.column()) {
+        Some(n) => format!(
+            "the number {n} is out of range (it does not fit a 64-bit number) at line {} column {}",
+            e.line(),
+            e.column()
+        ),
+        None => msg,
+    }
+}
+
+/// The JSON number literal around line `line`, column `column` (1-based).
+fn number_at(text: &str, line: usize, column: usize) -> Option<&str> {
+    let l = text.split('\n').nth(line.checked_sub(1)?)?;
+    let is_num = |c: u8| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E');
+    let b = l.as_bytes();
+    // The column is at the number or just after it.
+    let mut end = column.min(b.len());
+    while end > 0 && !is_num(b[end - 1]) {
+        end -= 1;
+    }
+    let mut start = end;
+    while start > 0 && is_num(b[start - 1]) {
+        start -= 1;
+    }
+    while end < b.len() && is_num(b[end]) {
+        end += 1;
+    }
+    l.get(start..end).filter(|n| !n.is_empty())
+}
+
 /// "a string", "an array"... for messages.
 pub fn json_type(v: &Value) -> &'static str {
     match v {
@@ -205,6 +243,18 @@ pub fn json_type(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_out_of_range_are_named() {
+        let e = Record::parse(br#"{"size_bytes": 1e400}"#).unwrap_err();
+        assert!(format!("{e:#}").contains("1e400"), "{e:#}");
+        let e =
+            Record::parse(b"{\"a\": 1,\n \"b\": -123456789012345678901234567890e999}").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("-123456789012345678901234567890e999"),
+            "{e:#}"
+        );
+    }
     use crate::exit::kind_of;
 
     #[test]

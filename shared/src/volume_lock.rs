@@ -287,8 +287,8 @@ fn list(filters: HashMap<String, Vec<String>>) -> anyhow::Result<Vec<Found>> {
 pub fn refuse_if_interrupted(volume: &str) -> anyhow::Result<()> {
     docker::check_volume_name(volume)?;
     for f in locks_of(volume)? {
-        if f.labels.get(JOURNAL_LABEL).is_none_or(|j| j.is_empty()) {
-            continue;
+        if !journal_written(&f) {
+            continue; // no journal: nothing changed; the next lock clears it
         }
         let liveness = Creator::from_labels(&f.labels).map(|c| c.liveness());
         if liveness == Some(Liveness::Alive) {
@@ -317,7 +317,7 @@ pub fn require_volume(volume: &str) -> anyhow::Result<docker::VolumeInfo> {
         Some(info) => Ok(info),
         None => {
             if let Some(f) = locks_of(volume)?.into_iter().find(|f| {
-                f.labels.get(JOURNAL_LABEL).is_some_and(|j| !j.is_empty())
+                journal_written(f)
                     && Creator::from_labels(&f.labels)
                         .is_some_and(|c| c.liveness() == Liveness::Gone)
             }) {
@@ -363,22 +363,94 @@ pub fn locked_volumes() -> anyhow::Result<Vec<String>> {
     Ok(v)
 }
 
-/// Every interrupted restore this engine knows of: (volume, journal path).
-pub fn interrupted_restores() -> anyhow::Result<Vec<(String, String)>> {
+/// An interrupted restore the engine knows of: a lock naming a written
+/// journal, whose process is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbandonedRestore {
+    /// The volume.
+    pub volume: String,
+    /// The journal the lock names (maybe in another user's directory).
+    pub journal: String,
+    /// The process that held it (`pid 123 on host`).
+    pub by: String,
+    /// When it took the lock (UTC, RFC 3339).
+    pub since: String,
+}
+
+/// The interrupted restores the engine's locks name, any volume.
+pub fn interrupted_restores() -> anyhow::Result<Vec<AbandonedRestore>> {
     let found = list(HashMap::from([(
         "label".to_string(),
         vec![JOURNAL_LABEL.to_string()],
     )]))?;
     Ok(found
         .into_iter()
-        .filter(|f| Creator::from_labels(&f.labels).is_some_and(|c| c.liveness() == Liveness::Gone))
+        .filter(journal_written)
         .filter_map(|f| {
-            Some((
-                f.labels.get(LOCK_LABEL)?.clone(),
-                f.labels.get(JOURNAL_LABEL)?.clone(),
-            ))
+            let creator = Creator::from_labels(&f.labels)?;
+            if creator.liveness() != Liveness::Gone {
+                return None;
+            }
+            Some(AbandonedRestore {
+                volume: f.labels.get(LOCK_LABEL)?.clone(),
+                journal: f.labels.get(JOURNAL_LABEL)?.clone(),
+                by: creator.describe(),
+                since: chrono::DateTime::from_timestamp(f.created, 0)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
+            })
         })
         .collect())
+}
+
+/// The volumes whose restore lock was left by a process that is gone,
+/// whether or not it wrote its journal (what `--resume`/`--rollback` without
+/// `--volume` may have to finish or clear).
+pub fn abandoned_restores() -> anyhow::Result<Vec<String>> {
+    let found = list(HashMap::from([(
+        "label".to_string(),
+        vec![format!("{MODE_LABEL}=restore")],
+    )]))?;
+    Ok(found
+        .into_iter()
+        .filter(|f| Creator::from_labels(&f.labels).is_some_and(|c| c.liveness() == Liveness::Gone))
+        .filter_map(|f| f.labels.get(LOCK_LABEL).cloned())
+        .collect())
+}
+
+/// Whether a lock names a journal that was written. A restore killed
+/// between taking its lock and writing its journal changed nothing, so its
+/// lock is an ordinary stale one. A journal that cannot be looked at
+/// (another user's directory) counts as written.
+fn journal_written(f: &Found) -> bool {
+    f.labels.get(JOURNAL_LABEL).is_some_and(|j| {
+        !j.is_empty()
+            && std::path::Path::new(j.as_str())
+                .try_exists()
+                .unwrap_or(true)
+    })
+}
+
+/// Remove the restore lock of `volume` whose process is gone and whose
+/// journal was never written (killed before it changed anything), starting
+/// again what it stopped. `Ok(Some(holder))`: one was cleared.
+pub fn clear_unjournaled(tool: &str, volume: &str) -> anyhow::Result<Option<Holder>> {
+    docker::check_volume_name(volume)?;
+    for f in locks_of(volume)? {
+        if f.mode != LockMode::Restore.as_str() || journal_written(&f) {
+            continue;
+        }
+        let Some(creator) = Creator::from_labels(&f.labels) else {
+            continue;
+        };
+        if creator.liveness() != Liveness::Gone {
+            continue;
+        }
+        restart_left_stopped(tool, &f)?;
+        docker::remove_container(&f.id)?;
+        return Ok(Some(f.holder(true)));
+    }
+    Ok(None)
 }
 
 /// Remove `other` if its holder is gone (restarting what it stopped); keep it
@@ -390,19 +462,11 @@ fn clear_if_stale(req: &LockRequest, other: &Found) -> anyhow::Result<bool> {
     if creator.liveness() != Liveness::Gone {
         return Ok(false);
     }
-    // A journal that was never written: the restore died before changing
-    // anything. One that cannot be looked at (another user's directory)
-    // counts as written.
-    let journal = other.labels.get(JOURNAL_LABEL).filter(|j| {
-        !j.is_empty()
-            && std::path::Path::new(j.as_str())
-                .try_exists()
-                .unwrap_or(true)
-    });
-    if journal.is_some() && !req.recovering {
+    let journal = journal_written(other);
+    if journal && !req.recovering {
         return Ok(false);
     }
-    if journal.is_none() {
+    if !journal {
         restart_left_stopped(req.tool, other)?;
     }
     // With a journal, the recovery taking over starts the containers the

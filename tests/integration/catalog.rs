@@ -35,7 +35,8 @@ fn manifests_are_written_for_every_compression_and_read_back() {
     vol.fill_sql_like(2 << 20, 4);
     let idle = TestContainer::created_on(&vol.name);
     for (ext, compression) in [("tar.gz", "gzip"), ("tar.zst", "zstd"), ("tar", "none")] {
-        let out = env.backups().join(format!("orca-db-m.{ext}"));
+        // One name is one backup: each compression gets its own.
+        let out = env.backups().join(format!("orca-db-m-{compression}.{ext}"));
         let rec = env
             .run(
                 "orca-export",
@@ -56,7 +57,7 @@ fn manifests_are_written_for_every_compression_and_read_back() {
         let m = manifest(&out);
         assert_eq!(rec["manifest_path"], format!("{}.json", out.display()));
         assert_eq!(m["format_version"], 1);
-        assert_eq!(m["backup_name"], format!("orca-db-m.{ext}"));
+        assert_eq!(m["backup_name"], format!("orca-db-m-{compression}.{ext}"));
         assert_eq!(m["volume"], vol.name);
         assert_eq!(m["volume_driver"], "local");
         assert_eq!(m["volume_labels"]["org.orca-backup.test"], "true");
@@ -288,7 +289,7 @@ fn list_filters_and_formats() {
     assert_eq!(lines.len(), 5);
     assert!(
         lines[1].starts_with("orca-db-before-migration.tar.gz")
-            && lines[1].contains("consistent")
+            && lines[1].contains("offline")
             && lines[1].contains("before the v2 migration")
     );
     // Columns line up.

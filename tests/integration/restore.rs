@@ -44,7 +44,11 @@ fn round_trip_into_a_new_volume_is_identical_for_every_format() {
     env.config(r#"{"min_size_warning_mb": 0}"#);
     let vol = tricky_volume();
     let want = listing::of_volume(&vol.name);
-    for name in ["orca-db-rt.tar.gz", "orca-db-rt.tar.zst", "orca-db-rt.tar"] {
+    for name in [
+        "orca-db-rt-gz.tar.gz",
+        "orca-db-rt-zst.tar.zst",
+        "orca-db-rt-none.tar",
+    ] {
         let archive = export(&env, &vol.name, name);
         let new = NewName::new();
         let rec = restore(

@@ -205,7 +205,7 @@ fn failures_propagate_with_the_failing_steps_code() {
     );
     assert!(
         run.stderr
-            .contains("❌ Backup failed: Docker is not running"),
+            .contains("❌ Backup failed: Docker is not reachable"),
         "{}",
         run.stderr
     );

@@ -24,7 +24,12 @@ fn fixture() -> Fixture {
     vol.fill_sql_like(6 << 20, 11);
     let b = env.backups();
     let mut made = Vec::new();
-    for name in ["orca-db-v.tar.gz", "orca-db-v.tar.zst", "orca-db-v.tar"] {
+    // One name is one backup: each compression gets its own.
+    for name in [
+        "orca-db-v-gz.tar.gz",
+        "orca-db-v-zst.tar.zst",
+        "orca-db-v-none.tar",
+    ] {
         let out = b.join(name);
         env.run(
             "orca-export",
@@ -273,8 +278,10 @@ fn things_that_are_not_archives() {
         .unwrap();
     std::fs::write(&not_tar, gz.finish().unwrap()).unwrap();
     assert_fails(&env, &not_tar, "integrity");
+    // A missing archive is "no such backup" (exit 19), naming the closest.
     let missing = b.join("orca-db-missing.tar.gz");
-    assert_fails(&env, &missing, "exists");
+    env.run("orca-verify", &[missing.to_str().unwrap()])
+        .fails_saying(19, "no such backup");
     assert_fails(&env, &b, "exists");
 }
 

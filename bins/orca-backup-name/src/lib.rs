@@ -72,6 +72,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         }
         None => ctx.config.backups_dir()?,
     };
+    paths::ensure_private_dir(&dir)?;
     let (file_name, kind) = match cli.name {
         Some(raw) => {
             let custom = names::sanitize(&raw, compression)?;
@@ -80,20 +81,18 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             }
             (custom.file_name, Kind::Named)
         }
+        // A second backup in the same minute takes the next free name
+        // (`-2`, `-3`...): an automatic run never fails on it.
         None => (
-            names::timestamped_name(now(cli.now.as_deref())?, compression),
+            names::free_timestamped_name(&dir, now(cli.now.as_deref())?, compression)?,
             Kind::Timestamped,
         ),
     };
-    paths::ensure_private_dir(&dir)?;
     let plain = dir.join(&file_name);
-    // The same backup encrypted (`.age`, added by orca-export) is the same
-    // name: whichever exists is the backup that would be replaced.
-    let encrypted = dir.join(names::other_form(&file_name));
-    let existing: Vec<&Path> = [plain.as_path(), encrypted.as_path()]
-        .into_iter()
-        .filter(|p| p.symlink_metadata().is_ok())
-        .collect();
+    // One name is one backup, whatever its compression or encryption (`.age`,
+    // added by orca-export): whichever forms exist would be replaced.
+    let forms = names::existing_forms(&dir, &file_name);
+    let existing: Vec<&Path> = forms.iter().map(PathBuf::as_path).collect();
     let mut overwrite = cli.overwrite || ctx.record.bool("overwrite")?.unwrap_or(false);
     if !overwrite && !existing.is_empty() {
         if let Some(odd) = existing.iter().find(|p| p.is_dir() || p.is_symlink()) {

@@ -274,40 +274,31 @@ fn copy_one(
         }
     };
     if remote.stat(name)?.is_some() && !overwrite {
-        // Already there: the same bytes are kept (and checked); others are
-        // left alone.
-        let shown = Progress::new(&format!("checking {url}"), Some(size));
-        let (got_size, got_sha) = remote.read_back(name, Some(&shown))?;
-        shown.finish();
-        if got_size != size || !got_sha.eq_ignore_ascii_case(&ours) {
-            let theirs = remote.expected_sha256(name).ok().flatten();
-            if theirs.as_deref() == Some(ours.as_str()) {
-                fail!(
-                    VerificationFailed,
-                    "the copy at {url} is damaged (its checksum is this backup's, but it reads back as {got_size} bytes with SHA-256 {got_sha}): replace it with --overwrite"
-                );
-            }
-            fail!(
-                AlreadyExists,
-                "{url} already exists and holds another backup (SHA-256 {got_sha}); it was left untouched (pass --overwrite to replace it, or remove it with orca-prune --remote)"
-            );
-        }
-        ctx.note(format!("{url} is already there and reads back the same"));
-        let c = finish_copy(ctx, &remote, archive, name, &url, size, &ours, started)?;
-        return Ok(Copy {
-            uploaded: false,
-            ..c
-        });
+        return keep_existing(ctx, &remote, archive, name, &url, size, &ours, started);
     }
     if overwrite {
         // The old checksum must not stand beside new bytes, even for a moment.
         remote.remove_unfinished(&format!("{name}.sha256"))?;
     }
-    let mut uploaded = false;
+    // What this run wrote: only that may be removed again.
+    let mut written: Option<Option<String>> = None;
     let result = (|| {
         let shown = Progress::new(&format!("copying to {url}"), Some(size));
-        let sent = remote.upload(archive, name, Some(&ours), overwrite, &shown)?;
-        uploaded = true;
+        let sent = match remote.upload(archive, name, Some(&ours), overwrite, &shown) {
+            Ok(sent) => sent,
+            // Another writer created the name between the look above and the
+            // end of the upload (the create is conditional): theirs stays.
+            Err(e)
+                if !overwrite
+                    && orca_shared::exit::kind_of(&e) == orca_shared::ErrorKind::AlreadyExists =>
+            {
+                shown.finish();
+                ctx.note(format!("{e:#}"));
+                return keep_existing(ctx, &remote, archive, name, &url, size, &ours, started);
+            }
+            Err(e) => return Err(e),
+        };
+        written = Some(sent.token.clone());
         shown.finish();
         if sent.size != size {
             fail!(
@@ -325,7 +316,7 @@ fn copy_one(
         if got_size != size || !got_sha.eq_ignore_ascii_case(&sent.sha256) {
             fail!(
                 VerificationFailed,
-                "the copy at {url} reads back as {got_size} bytes with SHA-256 {got_sha}, not {size} bytes with {}: the destination damaged it; it was removed",
+                "the copy at {url} reads back as {got_size} bytes with SHA-256 {got_sha}, not {size} bytes with {}: the destination damaged it (or another writer replaced it); the object this run wrote was removed",
                 sent.sha256
             );
         }
@@ -340,17 +331,61 @@ fn copy_one(
             started,
         )
     })();
-    if result.is_err() && uploaded {
+    if result.is_err()
+        && let Some(token) = &written
+    {
         // What this run put under the name and did not prove (a copy not
         // read back, or without its checksum) must not stay: take it back,
-        // Ctrl-C or not. (A failed upload itself leaves nothing.)
-        if let Err(e) = remote.remove_unfinished(name) {
-            ctx.warn(format!(
+        // Ctrl-C or not, but only while it is still this run's object.
+        // (A failed upload itself leaves nothing.)
+        match remote.remove_own(name, token.as_deref()) {
+            Ok(true) => {}
+            Ok(false) => ctx.warn(format!(
+                "{url} no longer holds this run's object (another writer's, or none); it was left alone"
+            )),
+            Err(e) => ctx.warn(format!(
                 "cannot remove the unchecked copy {url}: {e:#}; remove it yourself"
-            ));
+            )),
         }
     }
     result
+}
+
+/// The name is taken at the destination: the same bytes are kept (and
+/// checked); other bytes are another backup, left alone (exit 5).
+#[allow(clippy::too_many_arguments)]
+fn keep_existing(
+    ctx: &Ctx,
+    remote: &Remote,
+    archive: &Path,
+    name: &str,
+    url: &str,
+    size: u64,
+    ours: &str,
+    started: Instant,
+) -> anyhow::Result<Copy> {
+    let shown = Progress::new(&format!("checking {url}"), Some(size));
+    let (got_size, got_sha) = remote.read_back(name, Some(&shown))?;
+    shown.finish();
+    if got_size != size || !got_sha.eq_ignore_ascii_case(ours) {
+        let theirs = remote.expected_sha256(name).ok().flatten();
+        if theirs.as_deref() == Some(ours) {
+            fail!(
+                VerificationFailed,
+                "the copy at {url} is damaged (its checksum is this backup's, but it reads back as {got_size} bytes with SHA-256 {got_sha}): replace it with --overwrite"
+            );
+        }
+        fail!(
+            AlreadyExists,
+            "{url} already exists and holds other bytes (SHA-256 {got_sha}): that is another backup; it was left untouched (give this backup another name, pass --overwrite to replace that one, or remove it with orca-prune --remote)"
+        );
+    }
+    ctx.note(format!("{url} is already there and reads back the same"));
+    let c = finish_copy(ctx, remote, archive, name, url, size, ours, started)?;
+    Ok(Copy {
+        uploaded: false,
+        ..c
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -122,6 +122,10 @@ struct Setup {
 /// Run the drill.
 pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let started = Instant::now();
+    // A bad env file is told before anything else is done.
+    if let Some(p) = &cli.env_file {
+        read_env_file(p)?;
+    }
     let (archive, _) = orca_verify::archive_from(cli.archive.as_deref(), ctx, "drill")?;
     let archive = match archive.to_str() {
         Some(url) if orca_remote::is_url(url) => {
@@ -588,12 +592,12 @@ pub fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
             None => (t.trim_end(), None),
         };
         if key.is_empty() || key.contains(char::is_whitespace) {
+            // The line itself is never shown: it may hold a password.
             fail!(
                 Usage,
-                "--env-file {}: line {}: {:?} is not a variable name (lines are KEY=VALUE, or KEY to take it from the environment)",
+                "--env-file {}: line {} is not KEY=VALUE nor a bare variable name (its text is not shown, as it may hold a secret): write it as KEY=VALUE",
                 path.display(),
-                i + 1,
-                key
+                i + 1
             );
         }
         match value {
@@ -684,6 +688,11 @@ mod tests {
         assert_eq!(got.len(), 3);
         std::fs::write(&p, "export X=1\n").unwrap();
         assert!(read_env_file(&p).is_err());
+        // A line that is no variable is named by its number, never shown.
+        std::fs::write(&p, "A=1\nMSSQL_SA_PASSWORD: Sup3rS3cret!\n").unwrap();
+        let e = format!("{:#}", read_env_file(&p).unwrap_err());
+        assert!(e.contains("line 2"), "{e}");
+        assert!(!e.contains("Sup3rS3cret"), "{e}");
     }
 
     #[test]

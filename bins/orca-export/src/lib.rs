@@ -24,6 +24,7 @@ use anyhow::Context;
 use chrono::{Local, Utc};
 use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
+use orca_shared::consistency::Consistency;
 use orca_shared::docker::{self, ContainerRef, HelperContainer, StoppedContainers, VolumeInfo};
 use orca_shared::engine::{self, ArchiveReader, Mode};
 use orca_shared::fsutil::{self, AtomicFile, DirLock};
@@ -148,6 +149,11 @@ pub struct ExportOptions {
 /// What an export did.
 #[derive(Clone, Debug)]
 pub struct ExportReport {
+    /// Where the archive is: the output asked for, or the next free name in
+    /// the same minute when a timestamped name was taken meanwhile.
+    pub output: PathBuf,
+    /// How the files were copied.
+    pub consistency: Consistency,
     /// Archive size.
     pub size_bytes: u64,
     /// SHA-256 of the archive, lowercase hex.
@@ -162,7 +168,7 @@ pub struct ExportReport {
     pub in_use_by: Vec<ContainerRef>,
     /// Containers stopped for the copy (and started again).
     pub stopped_containers: Vec<ContainerRef>,
-    /// No container was running on the volume during the copy.
+    /// A consistent copy (offline, hot or a clean stop).
     pub consistent: bool,
     /// The checksum file written beside the archive.
     pub checksum_path: PathBuf,
@@ -220,7 +226,11 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let backups_dir = ctx.config.backups_dir()?;
     let output = match output_given {
         Some(p) => p,
-        None => backups_dir.join(names::timestamped_name(Local::now(), compression)),
+        None => backups_dir.join(names::free_timestamped_name(
+            &backups_dir,
+            Local::now(),
+            compression,
+        )?),
     };
     // An encrypted archive is named so: `.age` after the compression's
     // extension (orca-backup-name leaves it to this step).
@@ -234,12 +244,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     check_extension(&output, compression, encrypting)?;
     // Before asking for a passphrase: a name that is taken ends here.
     let early_overwrite = cli.overwrite || ctx.record.bool("overwrite")?.unwrap_or(false);
-    if !early_overwrite
-        && let Some(taken) = [Some(output.clone()), twin_of(&output)]
-            .into_iter()
-            .flatten()
-            .find(|p| p.symlink_metadata().is_ok())
-    {
+    if !early_overwrite && let Some(taken) = taken_forms(&output).first() {
         fail!(
             AlreadyExists,
             "backup {} already exists; it was left untouched (choose another name, or pass --overwrite to replace it)",
@@ -293,12 +298,11 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let report = export(&opts)?;
     let rec = &mut ctx.record;
     rec.set("volume", &opts.volume);
-    rec.set("backup_path", paths::utf8(&opts.output)?);
-    let renamed = opts.encryption.is_some()
-        && rec.get("backup_name").and_then(|v| v.as_str())
-            != opts.output.file_name().and_then(|n| n.to_str());
+    rec.set("backup_path", paths::utf8(&report.output)?);
+    let renamed = rec.get("backup_name").and_then(|v| v.as_str())
+        != report.output.file_name().and_then(|n| n.to_str());
     if (rec.get("backup_name").is_none() || renamed)
-        && let Some(name) = opts.output.file_name().and_then(|n| n.to_str())
+        && let Some(name) = report.output.file_name().and_then(|n| n.to_str())
     {
         rec.set("backup_name", name);
         let kind = names::BackupFileName::parse(name).map(|b| b.kind());
@@ -318,6 +322,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     rec.set("in_use_by", &report.in_use_by);
     rec.set("stopped_containers", &report.stopped_containers);
     rec.set("consistent", report.consistent);
+    rec.set("consistency", report.consistency.as_str());
     rec.set("manifest_path", paths::utf8(&report.manifest_path)?);
     if let Some(d) = &opts.description {
         rec.set("description", d);
@@ -329,7 +334,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     }
     ctx.note(format!(
         "wrote {} ({}, {} entries) in {:.1} s",
-        opts.output.display(),
+        report.output.display(),
         progress::seed_size(report.size_bytes),
         report.entries,
         report.duration_ms as f64 / 1000.0
@@ -416,28 +421,14 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let docker_version = docker::server_version().unwrap_or_default();
     let volume_info = volume_lock::require_volume(&opts.volume)?;
 
-    if !opts.overwrite && opts.output.symlink_metadata().is_ok() {
-        fail!(
-            AlreadyExists,
-            "{} already exists; it was left untouched (choose another name, or pass --overwrite)",
-            opts.output.display()
-        );
-    }
-    // The same backup in the other form (encrypted or not) is this name too.
-    let twin = twin_of(&opts.output);
+    // One name is one backup, whatever its compression or encryption.
     if !opts.overwrite
-        && let Some(t) = &twin
-        && t.symlink_metadata().is_ok()
+        && let Some(taken) = taken_forms(&opts.output).first()
     {
         fail!(
             AlreadyExists,
-            "backup {} already exists ({}); it was left untouched (choose another name, or pass --overwrite to replace it)",
-            t.display(),
-            if opts.encryption.is_some() {
-                "the same name in the clear"
-            } else {
-                "the same name, encrypted"
-            }
+            "backup {} already exists; it was left untouched (choose another name, or pass --overwrite to replace it)",
+            taken.display()
         );
     }
     let dir = fsutil::parent_dir(&opts.output).to_path_buf();
@@ -494,7 +485,6 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
             );
         }
     }
-    let consistent = active.is_empty() || opts.stop;
     interrupt::check()?;
 
     let helper = HelperContainer::create(opts.tool, &image, &opts.volume, false)?;
@@ -523,31 +513,25 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     shown.finish();
 
     // The copy is done: give the database back before flushing to disk.
+    let consistency = if active.is_empty() {
+        Consistency::Offline
+    } else if !opts.stop {
+        Consistency::Live
+    } else if stopped.killed().is_empty() {
+        Consistency::Stopped
+    } else {
+        Consistency::Killed
+    };
+    let consistent = consistency.is_consistent();
     let restarted = stopped.restart();
     let stopped_containers = stopped.containers();
     if let Err(e) = helper.remove() {
         eprintln!("{}: warning: {e:#}", opts.tool);
     }
-    let checksum_path = sidecar(&opts.output, ".sha256");
-    let file_name = opts
-        .output
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let checksum_line = format!("{}  {file_name}\n", streamed.sha256);
-    // The checksum is written (as a temporary file) before the archive is
-    // renamed, so a full disk cannot leave an archive without its checksum.
-    let mut checksum = AtomicFile::create(&checksum_path)?;
-    checksum
-        .file()
-        .write_all(checksum_line.as_bytes())
-        .with_context(|| format!("cannot write {}", checksum.temp_path().display()))?;
-    let manifest_path = orca_shared::manifest::path_for(&opts.output);
-    let kind = names::BackupFileName::parse(file_name).map_or(names::Kind::Named, |b| b.kind());
     let stopped_ids: Vec<&str> = stopped_containers.iter().map(|c| c.id.as_str()).collect();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: orca_shared::manifest::FORMAT_VERSION,
-        backup_name: file_name.to_string(),
+        backup_name: String::new(),
         volume: opts.volume.clone(),
         volume_driver: volume_info.driver.clone(),
         volume_labels: volume_info.labels.clone(),
@@ -555,7 +539,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         created_at_local: created_at
             .with_timezone(&Local)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-        kind: kind.as_str().to_string(),
+        kind: String::new(),
         description: opts.description.clone(),
         tags: opts.tags.clone(),
         compression: opts.compression.as_str().to_string(),
@@ -576,6 +560,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
             })
             .collect(),
         consistent,
+        consistency: Some(consistency),
         toolkit_version: env!("CARGO_PKG_VERSION").to_string(),
         docker_version,
         verification: None,
@@ -590,22 +575,77 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
                 passphrase: e.is_passphrase(),
             }),
     };
-    let mut manifest_file = AtomicFile::create(&manifest_path)?;
-    manifest_file
-        .file()
-        .write_all(&orca_shared::manifest::to_bytes(&manifest))
-        .with_context(|| format!("cannot write {}", manifest_file.temp_path().display()))?;
-    archive.commit(opts.overwrite)?;
-    checksum.commit(true)?;
-    manifest_file.commit(true)?;
-    // Replaced: the backup of this name in its other form goes too.
-    if let Some(t) = &twin
-        && t.symlink_metadata().is_ok_and(|m| m.file_type().is_file())
-    {
-        fsutil::remove_backup_files(t);
+    orca_shared::testpoint::point("streamed");
+    // A timestamped name taken meanwhile (another run in the same minute)
+    // moves on to the next free one (`-2`, `-3`...); any other taken name is
+    // refused. The sidecars follow the archive's final name.
+    let bump = !opts.overwrite
+        && names::BackupFileName::parse(name_of(&opts.output))
+            .is_some_and(|b| b.kind() == names::Kind::Timestamped);
+    let mut output = opts.output.clone();
+    let (checksum_path, manifest_path) = loop {
+        if bump && !taken_forms(&output).is_empty() {
+            output = next_name(&output)?;
+            continue;
+        }
+        let file_name = name_of(&output).to_string();
+        let checksum_path = sidecar(&output, ".sha256");
+        let checksum_line = format!("{}  {file_name}\n", streamed.sha256);
+        // The checksum is written (as a temporary file) before the archive is
+        // renamed, so a full disk cannot leave an archive without its checksum.
+        let mut checksum = AtomicFile::create(&checksum_path)?;
+        checksum
+            .file()
+            .write_all(checksum_line.as_bytes())
+            .with_context(|| format!("cannot write {}", checksum.temp_path().display()))?;
+        let manifest_path = orca_shared::manifest::path_for(&output);
+        manifest.kind = names::BackupFileName::parse(&file_name)
+            .map_or(names::Kind::Named, |b| b.kind())
+            .as_str()
+            .to_string();
+        manifest.backup_name = file_name;
+        let mut manifest_file = AtomicFile::create(&manifest_path)?;
+        manifest_file
+            .file()
+            .write_all(&orca_shared::manifest::to_bytes(&manifest))
+            .with_context(|| format!("cannot write {}", manifest_file.temp_path().display()))?;
+        archive.retarget(&output);
+        if opts.overwrite {
+            archive.commit(true)?;
+        } else if let Some(back) = archive.commit_new()? {
+            if !bump {
+                fail!(
+                    AlreadyExists,
+                    "{} was created by another run while this backup was written; it was left untouched and this backup was not kept (choose another name, or pass --overwrite to replace it)",
+                    output.display()
+                );
+            }
+            archive = back;
+            output = next_name(&output)?;
+            continue;
+        }
+        checksum.commit(true)?;
+        manifest_file.commit(true)?;
+        break (checksum_path, manifest_path);
+    };
+    if output != opts.output {
+        eprintln!(
+            "{}: {} was taken by another backup made in the same minute: this one is {}",
+            opts.tool,
+            name_of(&opts.output),
+            name_of(&output)
+        );
     }
-    restarted.with_context(|| format!("the backup {} is complete", opts.output.display()))?;
+    // Replaced: the backup of this name in its other forms goes too.
+    for t in taken_forms(&output) {
+        if t != output && t.symlink_metadata().is_ok_and(|m| m.file_type().is_file()) {
+            fsutil::remove_backup_files(&t);
+        }
+    }
+    restarted.with_context(|| format!("the backup {} is complete", output.display()))?;
     Ok(ExportReport {
+        output,
+        consistency,
         size_bytes: streamed.size,
         sha256: streamed.sha256,
         uncompressed_bytes: streamed.summary.tar_bytes,
@@ -619,12 +659,27 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     })
 }
 
-/// The same backup name in the other form: `x.tar.gz` <-> `x.tar.gz.age`
-/// (only for names of backups).
-fn twin_of(output: &Path) -> Option<PathBuf> {
-    let name = output.file_name()?.to_str()?;
-    names::BackupFileName::parse(name)?;
-    Some(fsutil::parent_dir(output).join(names::other_form(name)))
+/// The forms of the backup name of `output` that exist (itself first when
+/// it does): `x.tar.gz`, `x.tar.zst`, `x.tar`, each also `.age`. A file that
+/// is not named as a backup has only its `.age` twin.
+fn taken_forms(output: &Path) -> Vec<PathBuf> {
+    names::existing_forms(fsutil::parent_dir(output), name_of(output))
+}
+
+/// The next name in the same minute after a timestamped `output`.
+fn next_name(output: &Path) -> anyhow::Result<PathBuf> {
+    match names::next_in_minute(name_of(output)) {
+        Some(n) => Ok(fsutil::parent_dir(output).join(n)),
+        None => fail!(
+            AlreadyExists,
+            "every name for the minute of {} is taken; wait a minute, or give a name with --name",
+            output.display()
+        ),
+    }
+}
+
+fn name_of(p: &Path) -> &str {
+    p.file_name().and_then(|n| n.to_str()).unwrap_or_default()
 }
 
 /// Fingerprints of the `sa` password of the containers on the volume (for

@@ -118,8 +118,11 @@ pub struct Listed {
     pub description: Option<String>,
     /// Tags (from the manifest).
     pub tags: Vec<String>,
-    /// Consistent (true), live copy (false), unknown (null).
+    /// Consistent (true), not (false), unknown (null).
     pub consistent: Option<bool>,
+    /// How the files were copied: offline, hot, stopped, killed, live
+    /// (null without a manifest).
+    pub consistency: Option<orca_shared::consistency::Consistency>,
     /// Latest verification result, if one was recorded.
     pub verified: Option<bool>,
     /// When that was.
@@ -163,8 +166,14 @@ pub struct Interrupted {
     pub phase: String,
     /// The archive it was restoring.
     pub archive: String,
-    /// When it started.
+    /// When it started (from the journal; else when it took its lock).
     pub started_at: String,
+    /// The process that ran it, when the engine's lock says (`pid N on host`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Whether its journal could be read here (false: another user's
+    /// backups directory, or gone).
+    pub journal_readable: bool,
 }
 
 fn listed(b: &Found) -> anyhow::Result<Listed> {
@@ -186,6 +195,7 @@ fn listed(b: &Found) -> anyhow::Result<Listed> {
         description: m.and_then(|m| m.description.clone()),
         tags: m.map(|m| m.tags.clone()).unwrap_or_default(),
         consistent: m.map(|m| m.consistent),
+        consistency: m.map(|m| m.consistency()),
         verified: v.map(|v| v.verified),
         verified_at: v.map(|v| v.verified_at.clone()),
         failed_checks: v.map(|v| v.failed_checks.clone()).unwrap_or_default(),
@@ -352,6 +362,8 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 phase: j.phase.as_str().to_string(),
                 archive: j.archive,
                 started_at: j.started_at,
+                by: None,
+                journal_readable: true,
             }),
             Err(e) => {
                 warnings.push(e);
@@ -362,26 +374,41 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     // Those the engine knows of (their journal in another backups directory),
     // when it answers; a listing does not need Docker.
     if let (None, Ok(known)) = (&remote, engine_interrupted()) {
-        for (volume, journal) in known {
-            if interrupted.iter().any(|i| i.journal == journal) {
+        for a in known {
+            if let Some(i) = interrupted.iter_mut().find(|i| i.journal == a.journal) {
+                i.by = Some(a.by);
                 continue;
             }
-            let j = orca_shared::journal::Journal::load(std::path::Path::new(&journal)).ok();
+            let j = orca_shared::journal::Journal::load(std::path::Path::new(&a.journal)).ok();
             interrupted.push(Interrupted {
-                volume,
+                volume: a.volume,
                 phase: j
                     .as_ref()
                     .map_or("unknown".into(), |j| j.phase.as_str().to_string()),
                 archive: j.as_ref().map(|j| j.archive.clone()).unwrap_or_default(),
-                started_at: j.map(|j| j.started_at).unwrap_or_default(),
-                journal,
+                journal_readable: j.is_some(),
+                started_at: j.map(|j| j.started_at).unwrap_or(a.since),
+                by: Some(a.by),
+                journal: a.journal,
             });
         }
     }
     for i in &interrupted {
+        let by =
+            i.by.as_deref()
+                .map(|b| format!(" by {b}"))
+                .unwrap_or_default();
+        let state = if i.journal_readable {
+            format!("was interrupted while {} (journal {})", i.phase, i.journal)
+        } else {
+            format!(
+                "was interrupted (it took its lock at {}; its journal {} cannot be read here: it may be another user's of this engine, who can finish it)",
+                i.started_at, i.journal
+            )
+        };
         warnings.push(format!(
-            "a restore of volume '{}' was interrupted while {} (journal {}): finish it with `orca-restore --resume --volume {}` or undo it with `orca-restore --rollback --volume {}`",
-            i.volume, i.phase, i.journal, i.volume, i.volume
+            "a restore of volume '{}'{by} {state}: finish it with `orca-restore --resume --volume {}` or undo it with `orca-restore --rollback --volume {}`",
+            i.volume, i.volume, i.volume
         ));
     }
     for w in &warnings {
@@ -460,7 +487,7 @@ fn check_copy(r: &orca_remote::Remote, name: &str) -> anyhow::Result<(bool, Stri
 }
 
 /// Interrupted restores the engine's locks name, asking it briefly.
-fn engine_interrupted() -> anyhow::Result<Vec<(String, String)>> {
+fn engine_interrupted() -> anyhow::Result<Vec<orca_shared::volume_lock::AbandonedRestore>> {
     let t = orca_shared::engine::timeouts();
     orca_shared::engine::configure(orca_shared::engine::Timeouts {
         request: t.request.min(std::time::Duration::from_secs(5)),
@@ -580,9 +607,8 @@ pub fn table(rows: &[Listed]) -> String {
                 r.kind.to_string(),
                 local,
                 r.size.clone(),
-                match r.consistent {
-                    Some(true) => "consistent".into(),
-                    Some(false) => "live".into(),
+                match r.consistency {
+                    Some(c) => c.as_str().into(),
                     None => "-".into(),
                 },
                 match r.verified {

@@ -47,7 +47,7 @@ pub struct Cli {
     #[arg(long, overrides_with = "include_named")]
     pub keep_named: bool,
 
-    /// Judge named backups by their modification time, like timestamped ones
+    /// Judge named backups by their time, like timestamped ones: the manifest's created_at, else the file's modification time
     #[arg(long, overrides_with = "keep_named")]
     pub include_named: bool,
 
@@ -184,6 +184,9 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Ctrl-C during the wait for the lock, or before the policy runs:
+    // nothing is removed.
+    orca_shared::interrupt::check()?;
     let found = scan(&dir)?;
     // An interrupted restore needs its archive (--resume) and its safety
     // backup (--rollback) until it is finished.
@@ -254,6 +257,11 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 freed += b.size_bytes + sidecar_bytes(&b.sidecars);
                 pruned.push(outcome);
             }
+            // Interrupted: nothing more is removed (what was is reported).
+            Decision::Prune(_) if orca_shared::interrupt::interrupted() => kept.push(Outcome {
+                reason: INTERRUPTED_KEPT.into(),
+                ..outcome
+            }),
             Decision::Prune(_) => match remove_backup(b) {
                 Ok(bytes) => {
                     freed += bytes;
@@ -299,6 +307,13 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             pruned.push(outcome);
             continue;
         }
+        if orca_shared::interrupt::interrupted() {
+            kept.push(Outcome {
+                reason: INTERRUPTED_KEPT.into(),
+                ..outcome
+            });
+            continue;
+        }
         match fs::remove_file(&t.path) {
             Ok(()) => {
                 freed += t.size_bytes;
@@ -331,12 +346,24 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     } else {
         "removed"
     };
+    if cli.dry_run {
+        for o in &pruned {
+            ctx.note(format!("would remove {} ({})", o.path, o.reason));
+        }
+    }
     ctx.note(format!(
         "{verb} {} backup file(s), freeing {}; kept {}",
         pruned.len(),
         orca_shared::progress::seed_size(freed),
         kept.len()
     ));
+    if orca_shared::interrupt::interrupted() {
+        orca_shared::fail!(
+            Interrupted,
+            "interrupted: removed {} backup file(s) before Ctrl-C and nothing after it; run orca-prune again to apply the rest of the policy",
+            pruned.len()
+        );
+    }
     if !failed.is_empty() {
         let all_denied = failed
             .iter()
@@ -362,6 +389,9 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The reason given for a backup the policy removes but an interrupt saved.
+const INTERRUPTED_KEPT: &str = "kept: interrupted before it was removed";
 
 /// The policy over the copies in an S3 bucket: the same decisions as for a
 /// backups directory; an archive is removed before its sidecars, and nothing

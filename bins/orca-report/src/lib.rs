@@ -166,10 +166,18 @@ pub fn main() -> ExitCode {
             }
         }
     }
-    if record.bool("consistent").ok().flatten() == Some(false) {
-        eprintln!(
+    match record.str("consistency").ok().flatten() {
+        Some("killed") => eprintln!(
+            "  Note: NOT consistent: the database did not stop within stop_timeout_seconds and was killed; raise stop_timeout_seconds and back up again"
+        ),
+        Some("live") => eprintln!(
+            "  Note: live copy taken while the database was running; it may not restore (use --stop, or a hot copy)"
+        ),
+        Some(_) => {}
+        None if record.bool("consistent").ok().flatten() == Some(false) => eprintln!(
             "  Note: live copy taken while SQL Server was running; use --stop for a consistent one"
-        );
+        ),
+        None => {}
     }
     if let Some(pruned) = record.get("pruned").and_then(|p| p.as_array()) {
         let freed = record.u64("freed_bytes").ok().flatten().unwrap_or(0);

@@ -428,8 +428,14 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     } else {
         None
     };
-    let safety_path = (!new_volume && !cli.no_safety_backup)
-        .then(|| safety_name(&backups_dir, Compression::Zstd, safety_encryption.is_some()));
+    let safety_path = (!new_volume && !cli.no_safety_backup).then(|| {
+        safety_name(
+            &backups_dir,
+            &target,
+            Compression::Zstd,
+            safety_encryption.is_some(),
+        )
+    });
     let active: Vec<ContainerRef> = users.iter().filter(|c| c.is_active()).cloned().collect();
     let plan = Plan {
         volume: target.clone(),
@@ -479,6 +485,7 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         journal: Some(&journal_text),
         recovering: false,
     })?;
+    testpoint::point("locked");
     // Holding the lock, a journal left here is a dead restore's (the engine
     // lost its lock: `docker container prune`).
     journal::refuse_if_journaled(&backups_dir, &target)?;
@@ -748,6 +755,22 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         None => the_interrupted_volume(&backups_dir)?,
     };
     docker::check_volume_name(&volume)?;
+    // A restore killed between its lock and its journal changed nothing:
+    // its lock goes, and there is nothing to finish.
+    if let Some(h) = volume_lock::clear_unjournaled(ctx.tool, &volume)? {
+        let who = h
+            .creator
+            .as_ref()
+            .map(|c| c.describe())
+            .unwrap_or_else(|| "a process that is gone".into());
+        ctx.note(format!(
+            "nothing to {}: the restore of volume '{volume}' by {who} was killed before it changed anything (it had written no journal); its lock was removed and the volume is as it was",
+            if cli.resume { "resume" } else { "roll back" }
+        ));
+        ctx.record.set("restored_volume", &volume);
+        ctx.record.set("nothing_to_do", true);
+        return Ok(());
+    }
     // The journal: where the lock in the engine says, else ours.
     let journal_path = volume_lock::holders(&volume)?
         .into_iter()
@@ -1043,6 +1066,7 @@ fn resume(ctx: &mut Ctx, work: &mut Work<'_>, j: &Journal) -> anyhow::Result<Opt
         {
             safety_name(
                 orca_shared::fsutil::parent_dir(&safety),
+                &j.volume,
                 Compression::Zstd,
                 encryption.is_some(),
             )
@@ -1211,11 +1235,8 @@ fn safety_encryption(
 /// The one volume with an interrupted restore (engine-wide, or in this
 /// backups directory), or an error listing them.
 fn the_interrupted_volume(backups_dir: &Path) -> anyhow::Result<String> {
-    let mut found: Vec<String> = volume_lock::interrupted_restores()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(v, _)| v)
-        .collect();
+    let mut found: Vec<String> = volume_lock::abandoned_restores().unwrap_or_default();
+    found.dedup();
     for (_, j) in journal::in_dir(backups_dir) {
         if let Ok(j) = j
             && !found.contains(&j.volume)
@@ -1302,7 +1323,12 @@ fn held_back(stopped: StoppedContainers) -> String {
 }
 
 /// `orca-db-pre-restore-<time>[-N]<ext>`: a name no file has yet.
-fn safety_name(dir: &Path, compression: Compression, encrypted: bool) -> PathBuf {
+/// `orca-db-pre-restore-<time>-<volume>`: unique per restore, since only one
+/// restore of a volume runs at a time (its lock) and the volume is in the
+/// name; two restores of different volumes in the same second into one
+/// backups directory never pick the same name. A name taken anyway (in any
+/// form) gets `-2`, `-3`...
+fn safety_name(dir: &Path, volume: &str, compression: Compression, encrypted: bool) -> PathBuf {
     let ext = format!(
         "{}{}",
         compression.extension(),
@@ -1312,8 +1338,11 @@ fn safety_name(dir: &Path, compression: Compression, encrypted: bool) -> PathBuf
             ""
         }
     );
+    // Volume names are [a-zA-Z0-9][a-zA-Z0-9_.-]*: safe in file names; cut
+    // so the whole name stays well within file name limits.
+    let volume: String = volume.chars().take(100).collect();
     let stem = format!(
-        "{}pre-restore-{}",
+        "{}pre-restore-{}-{volume}",
         names::PREFIX,
         Local::now().format("%Y-%m-%d-%H-%M-%S")
     );
@@ -1325,9 +1354,8 @@ fn safety_name(dir: &Path, compression: Compression, encrypted: bool) -> PathBuf
             format!("{stem}-{n}{ext}")
         };
         let path = dir.join(&name);
-        // Neither form of the name may exist (a backup name is one backup).
-        let twin = dir.join(names::other_form(&name));
-        if path.symlink_metadata().is_err() && twin.symlink_metadata().is_err() {
+        // No form of the name may exist (a backup name is one backup).
+        if !names::any_form_exists(dir, &name) {
             return path;
         }
         n += 1;
@@ -1350,11 +1378,7 @@ fn describe_manifest(m: &Manifest) -> String {
         } else {
             &m.created_at_local
         },
-        if m.consistent {
-            "consistent: SQL Server was not running"
-        } else {
-            "live copy: SQL Server was running"
-        }
+        m.consistency().describe()
     );
     if let Some(d) = &m.description {
         s.push_str(&format!(", \"{d}\""));

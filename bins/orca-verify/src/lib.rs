@@ -628,6 +628,18 @@ pub fn archive_from(
         ),
     };
     paths::utf8(&path)?;
+    // A backup's name as orca-list shows it is found in the backups
+    // directory; a URL (a copy elsewhere) is the caller's to fetch.
+    let path = if path.to_str().is_some_and(|p| p.contains("://")) {
+        path
+    } else {
+        let backups_dir = ctx.config.backups_dir()?;
+        let (found, looked_up) = orca_shared::catalog::resolve(&path, &backups_dir)?;
+        if looked_up && found != path {
+            ctx.note(format!("{} is {}", path.display(), found.display()));
+        }
+        found
+    };
     // The record's sha256 describes the record's archive only.
     let record_sha = if record_path.as_deref() == Some(path.as_path()) {
         ctx.record.str("sha256")?.map(String::from)

@@ -341,10 +341,18 @@ fn read_context(dir: &Path, name: &str, chosen_by: &str) -> anyhow::Result<(Stri
 
 /// Parse a docker host URL; `what` names where it came from.
 pub fn parse_host(host: &str, tls: Option<Tls>, what: &str) -> anyhow::Result<Address> {
+    // A host that cannot be parsed is bad input (exit 2), not an engine
+    // that is down; its credentials, if any, are never shown.
+    let shown = crate::redact::urls(host);
     let bad = |why: &str| {
         crate::err!(
-            DockerUnavailable,
-            "the Docker host '{host}' of {what} is not usable: {why} (use unix://PATH, npipe:////./pipe/NAME, tcp://HOST:PORT or ssh://USER@HOST)"
+            Usage,
+            "the Docker host '{shown}' of {what} is not usable: {why} (use unix://PATH, npipe:////./pipe/NAME, tcp://HOST:PORT or ssh://USER@HOST{})",
+            if what == "DOCKER_HOST" {
+                "; or unset DOCKER_HOST to use the current docker context"
+            } else {
+                ""
+            }
         )
     };
     let Some((scheme, rest)) = host.split_once("://") else {
@@ -640,6 +648,17 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_docker_host_is_a_usage_error_that_says_to_unset_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = env(tmp.path(), &[("DOCKER_HOST", "htp://user:hunter2@h:2375")]);
+        let err = resolve_with(&e).unwrap_err();
+        assert_eq!(kind_of(&err), ErrorKind::Usage);
+        let msg = err.to_string();
+        assert!(msg.contains("unset DOCKER_HOST"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
     fn host_urls() {
         let ok = |h: &str| parse_host(h, None, "t").unwrap();
         assert_eq!(
@@ -673,7 +692,7 @@ mod tests {
             "npipe://x",
         ] {
             let e = parse_host(bad, None, "t").unwrap_err();
-            assert_eq!(kind_of(&e), ErrorKind::DockerUnavailable, "{bad}");
+            assert_eq!(kind_of(&e), ErrorKind::Usage, "{bad}");
             assert!(e.to_string().contains(bad), "{e}");
         }
     }

@@ -185,7 +185,21 @@ fn unreachable_error(endpoint: &str, detail: &str) -> anyhow::Error {
         .and_then(|m| m.lock().ok().map(|e| e.as_ref().map(|e| e.is_local())))
         .flatten()
         .unwrap_or(true);
-    let message = if lower.contains("permission denied") || lower.contains("access is denied") {
+    let from_docker_host = CURRENT
+        .get()
+        .and_then(|m| {
+            m.lock()
+                .ok()
+                .map(|e| e.as_ref().is_some_and(|e| e.from_docker_host))
+        })
+        .unwrap_or(false);
+    let message = if from_docker_host
+        && !(lower.contains("permission denied") || lower.contains("access is denied"))
+    {
+        format!(
+            "Docker is not reachable at {endpoint} ({detail}): DOCKER_HOST points there; check it, or unset DOCKER_HOST to use the docker CLI's current context"
+        )
+    } else if lower.contains("permission denied") || lower.contains("access is denied") {
         format!(
             "Docker at {endpoint} is not reachable: permission denied ({detail}); {}",
             if cfg!(windows) {
@@ -321,6 +335,9 @@ static CURRENT: OnceLock<Mutex<Option<Arc<EngineInfo>>>> = OnceLock::new();
 struct EngineInfo {
     text: String,
     local: bool,
+    /// Chosen by `DOCKER_HOST`: a host nothing answers on is that
+    /// variable's doing, not a stopped engine.
+    from_docker_host: bool,
 }
 
 impl EngineInfo {
@@ -342,15 +359,31 @@ fn current_endpoint_text() -> String {
 
 fn remember_endpoint(ep: &Endpoint) {
     let info = Arc::new(EngineInfo {
-        text: ep.to_string(),
+        text: crate::redact::urls(&ep.to_string()),
         local: ep.is_local(),
+        from_docker_host: ep.source == endpoint::Source::DockerHost,
     });
     if let Ok(mut slot) = CURRENT.get_or_init(|| Mutex::new(None)).lock() {
         *slot = Some(info);
     }
 }
 
-/// The engine, connected on first use (and again after a failed attempt).
+/// Set when connecting ran out of time: the message, for every later call.
+static STUCK: OnceLock<String> = OnceLock::new();
+
+/// The error of a failed connection step; a deadline that ran out is
+/// remembered (see [`engine`]).
+fn stuck(e: EngineError, what: &str) -> anyhow::Error {
+    let timed_out = matches!(e, EngineError::Timeout(_));
+    let err = e.into_error(what);
+    if timed_out {
+        let _ = STUCK.set(format!("{err:#}"));
+    }
+    err
+}
+
+/// The engine, connected on first use (and again after a failed attempt,
+/// unless it did not answer in time).
 pub fn engine() -> anyhow::Result<Arc<Engine>> {
     static ENGINE: Mutex<Option<Arc<Engine>>> = Mutex::new(None);
     let mut slot = ENGINE
@@ -358,6 +391,12 @@ pub fn engine() -> anyhow::Result<Arc<Engine>> {
         .map_err(|_| crate::err!(Failure, "the engine connection is poisoned"))?;
     if let Some(e) = slot.as_ref() {
         return Ok(e.clone());
+    }
+    // An engine that did not answer within the deadline is not asked again
+    // by this process: each later call would wait the whole deadline once
+    // more, and the run would fail after a multiple of what it says.
+    if let Some(msg) = STUCK.get() {
+        crate::fail!(DockerUnavailable, "{msg}");
     }
     let engine = Arc::new(Engine::connect(endpoint::resolve()?)?);
     *slot = Some(engine.clone());
@@ -411,7 +450,7 @@ impl Engine {
         let docker = engine.docker.clone();
         let negotiated = engine
             .call(limit, Mode::Interruptible, docker.negotiate_version())
-            .map_err(|e| e.into_error("tell its API version"))?;
+            .map_err(|e| stuck(e, "tell its API version"))?;
         let v = negotiated.client_version();
         if (v.major_version, v.minor_version) < MIN_API {
             crate::fail!(
@@ -429,7 +468,7 @@ impl Engine {
         let docker = engine.docker.clone();
         let info = engine
             .call(limit, Mode::Interruptible, docker.version())
-            .map_err(|e| e.into_error("tell its version"))?;
+            .map_err(|e| stuck(e, "tell its version"))?;
         engine.server_version = info.version.unwrap_or_default();
         engine.server_platform = (info.os.unwrap_or_default(), info.arch.unwrap_or_default());
         Ok(engine)

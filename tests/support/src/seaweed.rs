@@ -224,6 +224,28 @@ impl Seaweed {
         }
     }
 
+    /// Freeze it (SIGSTOP): connections stay open and nothing answers, as
+    /// a stalled server looks to a client. [`Seaweed::resume`] undoes it.
+    pub fn pause(&self) {
+        self.send("-STOP");
+    }
+
+    /// Let a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.send("-CONT");
+    }
+
+    fn send(&self, sig: &str) {
+        let Some(c) = self.child.as_ref() else {
+            return;
+        };
+        let st = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(st.success(), "kill {sig} weed");
+    }
+
     /// Start it again on the same ports and data.
     pub fn restart(&mut self) {
         self.stop();
