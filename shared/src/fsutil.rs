@@ -299,7 +299,7 @@ fn open_lock_file(path: &Path) -> anyhow::Result<File> {
     if crate::exit::io_kind(&first) == Some(crate::exit::ErrorKind::PermissionDenied) {
         crate::fail!(
             PermissionDenied,
-            "cannot write in the backups directory {}: {first} (make it writable for you, e.g. `chmod u+w`, or choose another with --backups-dir or backups_dir in config)",
+            "cannot write in the backups directory {}: {first} (make it writable for you, e.g. `chmod u+w`, or choose another backups directory: backups_dir in config)",
             dir.display()
         );
     }
