@@ -12,7 +12,6 @@
 //! The result goes in the record (`drill`) and the manifest (`drills`,
 //! newest last); a failed drill is exit 18 with the database's own words.
 
-pub mod probe;
 pub mod scratch;
 
 use std::path::PathBuf;
@@ -27,8 +26,9 @@ use orca_shared::record::{Record, Source};
 use orca_shared::{ErrorKind, OrcaError, docker, fail, paths};
 use serde::Serialize;
 
-use crate::probe::{Check, Engine, Findings, Probe, SqlCmd};
 use crate::scratch::Scratch;
+pub use orca_databases::probe;
+use orca_databases::probe::{Check, Engine, Findings, Probe, SqlCmd};
 
 /// Restore a backup into a scratch volume, start the database on it, check it, throw it away.
 ///

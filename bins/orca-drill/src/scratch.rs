@@ -14,6 +14,7 @@ use std::time::Duration;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters as q;
 use futures_util::StreamExt;
+use orca_databases::container::Container;
 use orca_shared::creator::{Creator, Liveness, tag_liveness};
 use orca_shared::docker::{self, HELPER_LABEL};
 use orca_shared::engine::{self, EngineError, Mode};
@@ -178,62 +179,6 @@ impl Scratch {
         .unwrap_or_default()
     }
 
-    /// Run `argv` inside the container as `user` (the image's user when
-    /// `None`) with `env` added, within `limit`: exit code, stdout, stderr.
-    pub fn exec(
-        &self,
-        argv: &[String],
-        env: &[String],
-        user: Option<&str>,
-        limit: Duration,
-    ) -> anyhow::Result<Exec> {
-        let id = self.id()?;
-        let e = engine::engine()?;
-        let docker = e.docker().clone();
-        let config = bollard::models::ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(argv.to_vec()),
-            env: Some(env.to_vec()),
-            user: user.map(String::from),
-            ..Default::default()
-        };
-        let what = argv.first().cloned().unwrap_or_default();
-        let r = e.call(limit, Mode::Interruptible, async {
-            let created = docker.create_exec(id, config).await?;
-            let mut out = Exec::default();
-            if let bollard::exec::StartExecResults::Attached { mut output, .. } =
-                docker.start_exec(&created.id, None).await?
-            {
-                while let Some(item) = output.next().await {
-                    match item? {
-                        bollard::container::LogOutput::StdErr { message } => {
-                            out.stderr.push_str(&String::from_utf8_lossy(&message))
-                        }
-                        other => out
-                            .stdout
-                            .push_str(&String::from_utf8_lossy(&other.into_bytes())),
-                    }
-                }
-            }
-            let inspected = docker.inspect_exec(&created.id).await?;
-            out.code = inspected.exit_code.unwrap_or(-1);
-            Ok(out)
-        });
-        match r {
-            Ok(out) => Ok(out),
-            // A command that takes longer than its time is an answer too.
-            Err(EngineError::Timeout(_)) => Ok(Exec {
-                code: TIMED_OUT,
-                stdout: String::new(),
-                stderr: format!("{what}: no answer within {} s", limit.as_secs()),
-            }),
-            Err(err) => {
-                Err(err.into_error(&format!("run {what} in the drill's database container")))
-            }
-        }
-    }
-
     /// When the container last started (UTC).
     pub fn started_at(&self) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
         Ok(self
@@ -258,30 +203,29 @@ pub struct State {
     pub health: Option<String>,
 }
 
-/// The exit code [`Scratch::exec`] reports for a command that ran out of time.
-pub const TIMED_OUT: i64 = -3;
+pub use orca_databases::container::{Exec, TIMED_OUT};
 
-/// What a command run inside the container did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Exec {
-    /// Its exit code (126/127: it could not be run).
-    pub code: i64,
-    /// Its standard output.
-    pub stdout: String,
-    /// Its standard error.
-    pub stderr: String,
-}
+/// Commands run in the scratch copy's database container.
+impl Container for Scratch {
+    fn exec(
+        &self,
+        argv: &[String],
+        env: &[String],
+        user: Option<&str>,
+        limit: Duration,
+    ) -> anyhow::Result<Exec> {
+        orca_databases::container::exec_in(
+            self.id()?,
+            "the drill's database container",
+            argv,
+            env,
+            user,
+            limit,
+        )
+    }
 
-impl Exec {
-    /// stdout and stderr on one line, for messages.
-    pub fn said(&self) -> String {
-        let both = format!("{} {}", self.stderr.trim(), self.stdout.trim());
-        let one = orca_shared::exit::one_line(&both);
-        if one.chars().count() > 600 {
-            format!("{}...", one.chars().take(600).collect::<String>())
-        } else {
-            one
-        }
+    fn health(&self) -> anyhow::Result<Option<String>> {
+        Ok(self.state()?.health)
     }
 }
 

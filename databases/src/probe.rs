@@ -1,5 +1,5 @@
-//! What a drill asks the database once it runs on the scratch copy, per
-//! engine: SQL Server (`sqlcmd`), PostgreSQL (`pg_isready`, `pg_amcheck`,
+//! What a restore drill asks the database once it runs on a restored copy,
+//! per engine: SQL Server (`sqlcmd`), PostgreSQL (`pg_isready`, `pg_amcheck`,
 //! `psql`), or anything else (`--probe CMD`, or the image's HEALTHCHECK).
 //! Every command runs inside the drill's container, so the tools and the
 //! trust settings are the image's own; secrets go in the command's
@@ -10,58 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::scratch::{Exec, Scratch};
-
-/// Which database the drill checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    /// SQL Server (Orca's).
-    Sqlserver,
-    /// PostgreSQL.
-    Postgres,
-    /// Anything else: `--probe CMD` or the image's HEALTHCHECK.
-    Other,
-}
-
-impl Engine {
-    /// The name used in records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Sqlserver => "sqlserver",
-            Engine::Postgres => "postgres",
-            Engine::Other => "other",
-        }
-    }
-
-    /// Where its data volume is mounted by default.
-    pub fn default_mount_point(self) -> Option<&'static str> {
-        match self {
-            Engine::Sqlserver => Some("/var/opt/mssql"),
-            Engine::Postgres => Some("/var/lib/postgresql/data"),
-            Engine::Other => None,
-        }
-    }
-}
-
-/// The engine an image and its environment suggest, if any.
-pub fn detect(image: &str, env: &[String]) -> Option<Engine> {
-    let img = image.to_ascii_lowercase();
-    let has = |k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
-    if img.contains("mssql")
-        || img.contains("sqlserver")
-        || has("MSSQL_SA_PASSWORD")
-        || has("SA_PASSWORD")
-        || has("MSSQL_PID")
-    {
-        return Some(Engine::Sqlserver);
-    }
-    if img.contains("postgres") || has("PGDATA") || has("POSTGRES_PASSWORD") || has("POSTGRES_USER")
-    {
-        return Some(Engine::Postgres);
-    }
-    None
-}
+use crate::container::{Container, Exec};
+pub use crate::engine::{Engine, SQLCMD_PATHS, detect, sa_password};
 
 /// One check's outcome.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -152,27 +102,6 @@ pub struct SqlCmd {
     password: String,
 }
 
-/// Where SQL Server images carry sqlcmd: mssql-tools18 (2022 CU14 and 2019
-/// CU28 on; needs `-C` for the self-signed certificate), then mssql-tools.
-pub const SQLCMD_PATHS: [(&str, bool); 2] = [
-    ("/opt/mssql-tools18/bin/sqlcmd", true),
-    ("/opt/mssql-tools/bin/sqlcmd", false),
-];
-
-/// The `sa` password a SQL Server container was given.
-pub fn sa_password(env: &[String]) -> Option<String> {
-    for key in ["MSSQL_SA_PASSWORD", "SA_PASSWORD"] {
-        if let Some(v) = env
-            .iter()
-            .find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .filter(|v| !v.is_empty())
-        {
-            return Some(v.to_string());
-        }
-    }
-    None
-}
-
 fn argv(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
@@ -189,7 +118,11 @@ fn short(text: &str) -> String {
 
 impl SqlCmd {
     /// Find sqlcmd in the running container.
-    pub fn find(s: &Scratch, password: String, limit: Duration) -> anyhow::Result<Option<SqlCmd>> {
+    pub fn find(
+        s: &dyn Container,
+        password: String,
+        limit: Duration,
+    ) -> anyhow::Result<Option<SqlCmd>> {
         for (path, trust_cert) in SQLCMD_PATHS {
             let r = s.exec(&argv(&[path, "-?"]), &[], None, limit)?;
             if r.code == 126 || r.code == 127 || r.said().contains("no such file") {
@@ -207,7 +140,7 @@ impl SqlCmd {
     /// Run `sql` (in database `db`): rows come back `a|b`, one per line.
     pub fn query(
         &self,
-        s: &Scratch,
+        s: &dyn Container,
         sql: &str,
         db: Option<&str>,
         limit: Duration,
@@ -271,7 +204,7 @@ fn under(path: &str, dir: &str) -> bool {
 
 impl Probe {
     /// One attempt: is the database ready for the checks?
-    pub fn ready(&self, s: &Scratch, limit: Duration) -> anyhow::Result<bool> {
+    pub fn ready(&self, s: &dyn Container, limit: Duration) -> anyhow::Result<bool> {
         match self {
             Probe::SqlServer(q) => {
                 Ok(q.query(s, "SET NOCOUNT ON; SELECT 1", None, limit)?.code == 0)
@@ -289,12 +222,12 @@ impl Probe {
                 .exec(&argv(&["/bin/sh", "-c", cmd]), &[], None, limit)?
                 .code
                 == 0),
-            Probe::Health => Ok(s.state()?.health.as_deref() == Some("healthy")),
+            Probe::Health => Ok(s.health()?.as_deref() == Some("healthy")),
         }
     }
 
     /// What the last unsuccessful readiness attempt said (for messages).
-    pub fn not_ready_because(&self, s: &Scratch, limit: Duration) -> String {
+    pub fn not_ready_because(&self, s: &dyn Container, limit: Duration) -> String {
         let r = match self {
             Probe::SqlServer(q) => q.query(s, "SET NOCOUNT ON; SELECT 1", None, limit),
             Probe::Postgres { user } => s.exec(
@@ -307,9 +240,9 @@ impl Probe {
             Probe::Health => {
                 return format!(
                     "health {}",
-                    s.state()
+                    s.health()
                         .ok()
-                        .and_then(|st| st.health)
+                        .flatten()
                         .unwrap_or_else(|| "unknown".into())
                 );
             }
@@ -325,7 +258,7 @@ impl Probe {
     /// restored files and not on ones it just made.
     pub fn checks(
         &self,
-        s: &Scratch,
+        s: &dyn Container,
         limit: Duration,
         mount_point: &str,
         started: Option<DateTime<Utc>>,
@@ -355,7 +288,7 @@ const SQL_SYSTEM_DBS: [&str; 4] = ["master", "tempdb", "model", "msdb"];
 
 fn sqlserver_checks(
     q: &SqlCmd,
-    s: &Scratch,
+    s: &dyn Container,
     limit: Duration,
     mount_point: &str,
 ) -> anyhow::Result<Findings> {
@@ -541,7 +474,7 @@ ORDER BY 1"#;
 
 fn postgres_checks(
     user: &str,
-    s: &Scratch,
+    s: &dyn Container,
     limit: Duration,
     mount_point: &str,
     started: Option<DateTime<Utc>>,
