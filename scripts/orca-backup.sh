@@ -48,14 +48,24 @@ USAGE
 
 find_args=() name_args=() export_args=() verify_args=() copy_args=(--if-configured) drill=0 drill_args=() common=() prune=(--only-if-auto-cleanup)
 bad() { echo "orca-backup.sh: $*; see scripts/orca-backup.sh --help" >&2; exit 2; }
-# The value of an option that takes one: `--name X` or `--name=X`.
+# The value of an option that takes one: `--name X` or `--name=X`. A value
+# given apart may not look like an option (`--name --overwrite` is a missing
+# value); one that starts with `-` is given as `--name=-x`. Values go on to
+# the tools as `--flag=VALUE`, so none is read as a flag of theirs.
 value=""
 takes() {
     local opt="$1"; shift
-    if [ "$inline" = 1 ]; then value="$inline_value"; shift_by=1
-    elif [ $# -ge 1 ] && [ "${1#--}" = "$1" -o -z "$1" ]; then value="$1"; shift_by=2
-    else bad "$opt needs a value"; fi
-    [ -n "$value" ] || bad "$opt needs a value (it was given an empty one)"
+    if [ "$inline" = 1 ]; then
+        value="$inline_value"; shift_by=1
+    elif [ $# -ge 1 ]; then
+        case "$1" in
+            -*) bad "$opt needs a value (a value starting with '-' is given as $opt=VALUE)" ;;
+        esac
+        value="$1"; shift_by=2
+    else
+        bad "$opt needs a value"
+    fi
+    if [ -z "$value" ]; then bad "$opt needs a value (it was given an empty one)"; fi
 }
 while [ $# -gt 0 ]; do
     arg="$1" inline=0 inline_value=""
@@ -64,31 +74,31 @@ while [ $# -gt 0 ]; do
     esac
     shift_by=1
     case "$arg" in
-        --name) takes "$arg" "${@:2}"; name_args+=(--name "$value") ;;
-        --volume) takes "$arg" "${@:2}"; find_args+=(--volume "$value") ;;
+        --name) takes "$arg" "${@:2}"; name_args+=("--name=$value") ;;
+        --volume) takes "$arg" "${@:2}"; find_args+=("--volume=$value") ;;
         --overwrite) name_args+=(--overwrite) ;;
         --stop) export_args+=(--stop) ;;
         --compression) takes "$arg" "${@:2}"
             case "$value" in gzip|zstd|none) ;; *) bad "--compression must be gzip, zstd or none, not '$value'" ;; esac
-            name_args+=(--compression "$value") ;;
+            name_args+=("--compression=$value") ;;
         --auto-cleanup) prune=() ;;
-        --description) takes "$arg" "${@:2}"; export_args+=(--description "$value") ;;
-        --tag) takes "$arg" "${@:2}"; export_args+=(--tag "$value") ;;
+        --description) takes "$arg" "${@:2}"; export_args+=("--description=$value") ;;
+        --tag) takes "$arg" "${@:2}"; export_args+=("--tag=$value") ;;
         --encrypt) export_args+=(--encrypt) ;;
-        --recipient) takes "$arg" "${@:2}"; export_args+=(--recipient "$value") ;;
-        --recipients-file) takes "$arg" "${@:2}"; export_args+=(--recipients-file "$value") ;;
+        --recipient) takes "$arg" "${@:2}"; export_args+=("--recipient=$value") ;;
+        --recipients-file) takes "$arg" "${@:2}"; export_args+=("--recipients-file=$value") ;;
         --passphrase) export_args+=(--passphrase) ;;
-        --identity) takes "$arg" "${@:2}"; verify_args+=(--identity "$value") ;;
+        --identity) takes "$arg" "${@:2}"; verify_args+=("--identity=$value") ;;
         --drill) drill=1 ;;
-        --drill-image) takes "$arg" "${@:2}"; drill=1; drill_args+=(--image "$value") ;;
-        --drill-env-file) takes "$arg" "${@:2}"; drill=1; drill_args+=(--env-file "$value") ;;
-        --drill-probe) takes "$arg" "${@:2}"; drill=1; drill_args+=(--probe "$value") ;;
-        --drill-mount-point) takes "$arg" "${@:2}"; drill=1; drill_args+=(--mount-point "$value") ;;
+        --drill-image) takes "$arg" "${@:2}"; drill=1; drill_args+=("--image=$value") ;;
+        --drill-env-file) takes "$arg" "${@:2}"; drill=1; drill_args+=("--env-file=$value") ;;
+        --drill-probe) takes "$arg" "${@:2}"; drill=1; drill_args+=("--probe=$value") ;;
+        --drill-mount-point) takes "$arg" "${@:2}"; drill=1; drill_args+=("--mount-point=$value") ;;
         --drill-timeout) takes "$arg" "${@:2}"
             case "$value" in *[!0-9]*) bad "--drill-timeout must be a whole number of seconds, not '$value'" ;; esac
-            drill=1; drill_args+=(--timeout "$value") ;;
-        --copy-to) takes "$arg" "${@:2}"; copy_args+=(--to "$value") ;;
-        --config) takes "$arg" "${@:2}"; common+=(--config "$value") ;;
+            drill=1; drill_args+=("--timeout=$value") ;;
+        --copy-to) takes "$arg" "${@:2}"; copy_args+=("--to=$value") ;;
+        --config) takes "$arg" "${@:2}"; common+=("--config=$value") ;;
         -h|--help) usage; exit 0 ;;
         *) bad "unknown option '$1'" ;;
     esac

@@ -91,6 +91,20 @@ impl DirStore {
         orca_shared::fsutil::write_atomic(&self.file(name), bytes)
     }
 
+    /// Write a small file only if no file of that name exists (an atomic
+    /// rename that does not replace): `Ok(Some(token))` written, `Ok(None)` taken.
+    pub fn put_small_new(&self, name: &str, bytes: &[u8]) -> anyhow::Result<Option<String>> {
+        let target = self.file(name);
+        let mut f = orca_shared::fsutil::AtomicFile::create(&target)?;
+        f.file()
+            .write_all(bytes)
+            .with_context(|| format!("cannot write {}", f.temp_path().display()))?;
+        match f.commit_new()? {
+            None => Ok(Some(file_token(&target).unwrap_or_default())),
+            Some(_) => Ok(None),
+        }
+    }
+
     /// Copy `local` to `name` atomically, hashing what is read.
     pub fn upload(
         &self,

@@ -324,6 +324,18 @@ impl Remote {
         }
     }
 
+    /// Write a small file only if no file of that name is there: the claim
+    /// of a name two writers may race for (one PUT with `If-None-Match: *`,
+    /// which servers decide atomically; a rename that does not replace, in a
+    /// directory). `Ok(Some(token))`: written (see [`Remote::remove_own`]);
+    /// `Ok(None)`: taken.
+    pub fn put_small_new(&self, name: &str, bytes: &[u8]) -> anyhow::Result<Option<String>> {
+        match &self.backend {
+            Backend::S3(s) => s.put_small_new(name, bytes),
+            Backend::Dir(d) => d.put_small_new(name, bytes),
+        }
+    }
+
     /// Copy the local file `local` there as `name`, atomically: streamed, with
     /// bounded memory, hashed as it is read. When `expected_sha256` is given
     /// and what was read differs, the upload is abandoned (nothing appears

@@ -223,7 +223,7 @@ impl opendal::HttpTransport for Interruptible {
         &self,
         req: http::Request<opendal::Buffer>,
     ) -> opendal::Result<http::Response<opendal::HttpBody>> {
-        if req.method() == http::Method::DELETE {
+        if req.method() == http::Method::DELETE || CLEANUP.try_with(|c| *c).unwrap_or(false) {
             return self.0.fetch(req).await;
         }
         // The request that starts a multipart upload: cut off, the server
@@ -247,6 +247,12 @@ impl opendal::HttpTransport for Interruptible {
     }
 }
 
+tokio::task_local! {
+    /// Set while this run removes its own objects after a failure or Ctrl-C:
+    /// those requests run to their deadline.
+    static CLEANUP: bool;
+}
+
 /// Set when Ctrl-C cut off the request that starts a multipart upload.
 static START_CUT_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -254,7 +260,7 @@ static START_CUT_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 const INTERRUPTED_REQUEST: &str = "interrupted (Ctrl-C)";
 
 /// How long aborting an upload may take after Ctrl-C or a failure.
-const ABORT_DEADLINE: Duration = Duration::from_secs(10);
+const ABORT_DEADLINE: Duration = Duration::from_secs(5);
 
 impl S3Store {
     /// Open `bucket` at `prefix` (`""` or ending with `/`).
@@ -506,6 +512,32 @@ impl S3Store {
         })
     }
 
+    /// Put a small object only if no object of that name exists (one PUT
+    /// with `If-None-Match: *`): `Ok(Some(etag))` written, `Ok(None)` taken.
+    pub fn put_small_new(&self, name: &str, bytes: &[u8]) -> anyhow::Result<Option<String>> {
+        let what = format!("write {}", self.url_of(name));
+        let body = Bytes::copy_from_slice(bytes);
+        self.run(async {
+            match self.op.write_with(name, body).if_not_exists(true).await {
+                Ok(meta) => match meta.etag() {
+                    Some(t) => Ok(Some(t.to_string())),
+                    // The PUT's answer had none: what the server says now.
+                    None => Ok(Some(
+                        self.op
+                            .stat(name)
+                            .await
+                            .map_err(|e| self.classify(&e, &what))?
+                            .etag()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )),
+                },
+                Err(e) if e.kind() == OdKind::ConditionNotMatch => Ok(None),
+                Err(e) => Err(self.classify(&e, &what)),
+            }
+        })
+    }
+
     /// Multipart upload of `local` as `name`. Without `overwrite` the object
     /// is created only if no object of that name exists when it completes
     /// (`If-None-Match: *` on the completion): of two writers of one name one
@@ -719,7 +751,7 @@ impl S3Store {
     /// (or gone), left alone.
     pub fn delete_own(&self, name: &str, etag: &str) -> anyhow::Result<bool> {
         let what = format!("delete {}", self.url_of(name));
-        self.rt.block_on(async {
+        let work = CLEANUP.scope(true, async {
             match self.op.stat(name).await {
                 Ok(m) if m.etag() == Some(etag) => {}
                 Ok(_) => return Ok(false),
@@ -730,6 +762,19 @@ impl S3Store {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == OdKind::ConditionNotMatch => Ok(false),
                 Err(e) => Err(self.classify(&e, &what)),
+            }
+        });
+        self.rt.block_on(async {
+            match tokio::time::timeout(ABORT_DEADLINE, work).await {
+                Ok(r) => r,
+                Err(_) => Err(error(
+                    ErrorKind::RemoteUnavailable,
+                    format!(
+                        "cannot {what}: {} did not answer within {} s",
+                        self.endpoint,
+                        ABORT_DEADLINE.as_secs()
+                    ),
+                )),
             }
         })
     }

@@ -177,15 +177,17 @@ pub fn resolve(arg: &Path, backups_dir: &Path) -> anyhow::Result<(PathBuf, bool)
             ),
         }
     }
+    // Close by the whole name, or by the custom part alone (a mistyped
+    // `befor-migration` is close to `orca-db-before-migration.tar.zst`).
     let key = given.to_lowercase();
+    let key_stem = stem_of(given).to_lowercase();
     let mut near: Vec<(f64, &str)> = scan
         .backups
         .iter()
         .map(|b| {
-            (
-                strsim::jaro_winkler(&key, &b.name.to_lowercase()),
-                b.name.as_str(),
-            )
+            let whole = strsim::jaro_winkler(&key, &b.name.to_lowercase());
+            let part = strsim::jaro_winkler(&key_stem, &stem_of(&b.name).to_lowercase());
+            (whole.max(part), b.name.as_str())
         })
         .filter(|(score, _)| *score >= 0.7)
         .collect();
@@ -218,6 +220,19 @@ pub fn resolve(arg: &Path, backups_dir: &Path) -> anyhow::Result<(PathBuf, bool)
     )
 }
 
+/// The custom part of a backup's name (`x` of `orca-db-x.tar.gz.age`), or
+/// the text without orca's prefix and archive extensions.
+fn stem_of(name: &str) -> String {
+    if let Some(b) = BackupFileName::parse(name) {
+        return b.stem;
+    }
+    let mut s = name.strip_prefix(names::PREFIX).unwrap_or(name);
+    for ext in [".age", ".gz", ".zst", ".tar"] {
+        s = s.strip_suffix(ext).unwrap_or(s);
+    }
+    s.to_string()
+}
+
 /// Newest first; equal times by name, so the order is total.
 pub fn sort(backups: &mut [Found]) {
     backups.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
@@ -239,7 +254,20 @@ pub fn backup(
         .manifest()
         .and_then(|m| DateTime::parse_from_rfc3339(&m.created_at).ok())
         .map(|t| t.with_timezone(&Utc));
-    let time = match parsed.timestamp.and_then(names::local_instant) {
+    // A manifest that says "named" is believed: a milestone named like the
+    // N-th timestamped backup of a minute (`...-14-30-2`) by an older orca
+    // stays a milestone, never judged by the time in its name.
+    let named_by_manifest = manifest.manifest().is_some_and(|m| m.kind == "named");
+    let kind = if named_by_manifest {
+        Kind::Named
+    } else {
+        parsed.kind()
+    };
+    let time = match parsed
+        .timestamp
+        .filter(|_| kind == Kind::Timestamped)
+        .and_then(names::local_instant)
+    {
         Some(t) => t.with_timezone(&Utc),
         None => from_manifest.unwrap_or(modified),
     };
@@ -248,7 +276,7 @@ pub fn backup(
         compression: parsed.compression,
         encrypted: parsed.encrypted,
         modified,
-        kind: parsed.kind(),
+        kind,
         path,
         name: name.to_string(),
         time,
@@ -290,6 +318,12 @@ mod tests {
         // A mistyped name: exit 19, with the closest names.
         let e = resolve(Path::new("orca-db-before-migratoin.tar.gz"), b.path()).unwrap_err();
         assert_eq!(kind_of(&e), ErrorKind::NoSuchBackup);
+        assert!(
+            format!("{e}").contains("orca-db-before-migration.tar.zst"),
+            "{e}"
+        );
+        // A mistyped custom part is close to the backup too.
+        let e = resolve(Path::new("befor-migration"), b.path()).unwrap_err();
         assert!(
             format!("{e}").contains("orca-db-before-migration.tar.zst"),
             "{e}"

@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 pub enum Consistency {
     /// No running container used the volume: a plain copy of files at rest.
     Offline,
-    /// The database took part (a snapshot freeze, backup mode) while it ran.
-    Hot,
     /// The containers were stopped cleanly for the copy and started again.
     Stopped,
     /// A container did not stop within the grace period and was killed: the
@@ -25,7 +23,6 @@ impl Consistency {
     pub fn as_str(self) -> &'static str {
         match self {
             Consistency::Offline => "offline",
-            Consistency::Hot => "hot",
             Consistency::Stopped => "stopped",
             Consistency::Killed => "killed",
             Consistency::Live => "live",
@@ -36,7 +33,6 @@ impl Consistency {
     pub fn from_name(name: &str) -> Option<Consistency> {
         [
             Consistency::Offline,
-            Consistency::Hot,
             Consistency::Stopped,
             Consistency::Killed,
             Consistency::Live,
@@ -47,17 +43,13 @@ impl Consistency {
 
     /// Whether the copy is a consistent one (the `consistent` field).
     pub fn is_consistent(self) -> bool {
-        matches!(
-            self,
-            Consistency::Offline | Consistency::Hot | Consistency::Stopped
-        )
+        matches!(self, Consistency::Offline | Consistency::Stopped)
     }
 
     /// What it means, for people.
     pub fn describe(self) -> &'static str {
         match self {
             Consistency::Offline => "consistent: no database was running on the volume",
-            Consistency::Hot => "consistent: a hot copy the running database took part in",
             Consistency::Stopped => "consistent: the database was stopped cleanly for the copy",
             Consistency::Killed => {
                 "NOT consistent: the database did not stop in time and was killed; only its crash recovery can use these files"
@@ -84,10 +76,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_only_three_are_consistent() {
+    fn names_round_trip_and_only_two_are_consistent() {
         for c in [
             Consistency::Offline,
-            Consistency::Hot,
             Consistency::Stopped,
             Consistency::Killed,
             Consistency::Live,
@@ -100,7 +91,6 @@ mod tests {
         }
         assert!(!Consistency::Killed.is_consistent());
         assert!(!Consistency::Live.is_consistent());
-        assert!(Consistency::Hot.is_consistent());
         assert_eq!(Consistency::from_name("crash"), None);
         assert_eq!(Consistency::derived(true, true), Consistency::Stopped);
         assert_eq!(Consistency::derived(false, true), Consistency::Live);

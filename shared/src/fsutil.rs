@@ -296,6 +296,15 @@ fn open_lock_file(path: &Path) -> anyhow::Result<File> {
         return Ok(f);
     }
     let dir = parent_dir(path);
+    if crate::exit::io_kind(&first) == Some(crate::exit::ErrorKind::PermissionDenied)
+        && path.symlink_metadata().is_ok()
+    {
+        crate::fail!(
+            PermissionDenied,
+            "cannot open the lock file {}: {first} (it is another user's: backups are private, so a backups directory serves one user; use one of your own: backups_dir in config)",
+            path.display()
+        );
+    }
     if crate::exit::io_kind(&first) == Some(crate::exit::ErrorKind::PermissionDenied) {
         crate::fail!(
             PermissionDenied,

@@ -104,7 +104,7 @@ pub struct Manifest {
     /// Containers that used the volume.
     #[serde(default)]
     pub containers: Vec<ContainerAtBackup>,
-    /// A consistent copy (`consistency` is offline, hot or stopped).
+    /// A consistent copy (`consistency` is offline or stopped).
     pub consistent: bool,
     /// How the files were copied (absent in manifests made before orca
     /// recorded it: see [`Manifest::consistency`]).

@@ -418,17 +418,24 @@ pub fn abandoned_restores() -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Whether a lock names a journal that was written. A restore killed
-/// between taking its lock and writing its journal changed nothing, so its
-/// lock is an ordinary stale one. A journal that cannot be looked at
-/// (another user's directory) counts as written.
+/// Whether a lock names a journal that was (or may have been) written. A
+/// restore killed between taking its lock and writing its journal changed
+/// nothing, so its lock is an ordinary stale one; but only a journal that is
+/// surely absent counts as unwritten: its directory is there and readable
+/// and the file is not. A journal that cannot be looked at (another user's
+/// directory, a backups directory on a disk that is not mounted now) counts
+/// as written.
 fn journal_written(f: &Found) -> bool {
-    f.labels.get(JOURNAL_LABEL).is_some_and(|j| {
-        !j.is_empty()
-            && std::path::Path::new(j.as_str())
-                .try_exists()
-                .unwrap_or(true)
-    })
+    let Some(j) = f.labels.get(JOURNAL_LABEL).filter(|j| !j.is_empty()) else {
+        return false;
+    };
+    let path = std::path::Path::new(j.as_str());
+    match path.try_exists() {
+        Ok(true) | Err(_) => true,
+        Ok(false) => path
+            .parent()
+            .is_none_or(|dir| std::fs::read_dir(dir).is_err()),
+    }
 }
 
 /// Remove the restore lock of `volume` whose process is gone and whose

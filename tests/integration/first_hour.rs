@@ -193,6 +193,22 @@ fn one_name_is_one_backup_whatever_its_compression() {
             .ends_with("orca-db-before-migration.tar.zst"),
         "{rec}"
     );
+    // Two runs racing for one name in two compressions: the one that
+    // finishes second keeps nothing and deletes nothing (no --overwrite).
+    let gz = env.backups().join("orca-db-race.tar.gz");
+    let zst = env.backups().join("orca-db-race.tar.zst");
+    let go = env.base().join("go");
+    let mut held = env.cmd(
+        "orca-export",
+        &["--volume", &vol.name, "--output", gz.to_str().unwrap()],
+    );
+    held.env("ORCA_TEST_CONTINUE_FILE", &go);
+    let (child, rx) = spawn_paused(held, "streamed");
+    export_run(&env, &vol.name, &zst, &[]).ok();
+    fs::write(&go, b"").unwrap();
+    finish_paused(child, rx).fails_saying(5, "another run");
+    assert!(zst.exists() && !gz.exists());
+    assert!(env.backups().join("orca-db-race.tar.zst.sha256").exists());
 }
 
 #[test]
@@ -234,6 +250,23 @@ fn two_timestamped_backups_in_one_minute_both_succeed() {
     fs::write(&go, b"").unwrap();
     let late = finish_paused(child, rx).ok();
     assert_eq!(late["backup_name"], "orca-db-2026-06-30-12-05-2.tar.gz");
+    // The name orca-backup-name chose is taken before orca-export starts
+    // (another run of the same minute): the export takes the next one.
+    let named = env
+        .run("orca-backup-name", &["--now", "2026-06-30T12:07:00Z"])
+        .ok();
+    let chosen = named["backup_path"].as_str().unwrap().to_string();
+    export_run(&env, &vol.name, Path::new(&chosen), &[]).ok();
+    let rec = env
+        .run_with("orca-export", &["--volume", &vol.name], &named.to_string())
+        .ok();
+    assert_eq!(rec["backup_name"], "orca-db-2026-06-30-12-07-2.tar.gz");
+    assert!(
+        rec["backup_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("-12-07-2.tar.gz")
+    );
     assert!(
         env.backups()
             .join("orca-db-2026-06-30-12-05-2.tar.gz.sha256")

@@ -227,7 +227,7 @@ fn two_writers_of_one_name_never_clobber_each_other() {
         random_file(&archive, bytes);
         (env, archive)
     };
-    // Both past the "is the name free?" look, holding parts on the server.
+    // Both past the "is the name free?" look, then let go together.
     let (a, a_file) = machine(11 << 20);
     let (b, b_file) = machine(11 << 20);
     let go_a = a.base().join("go");
@@ -246,21 +246,51 @@ fn two_writers_of_one_name_never_clobber_each_other() {
         &[b_file.to_str().unwrap(), "--to", &to],
     );
     cb.env("ORCA_TEST_CONTINUE_FILE", &go_b);
-    let (pa, ra) = spawn_paused(ca, "copy-uploading");
-    let (pb, rb) = spawn_paused(cb, "copy-uploading");
-    // The slow one goes last: it must not replace the first's verified copy.
+    let (pa, ra) = spawn_paused(ca, "copy-claiming");
+    let (pb, rb) = spawn_paused(cb, "copy-claiming");
     fs::write(&go_a, b"").unwrap();
-    let ra = finish_paused(pa, ra);
     fs::write(&go_b, b"").unwrap();
+    let ra = finish_paused(pa, ra);
     let rb = finish_paused(pb, rb);
     judge_race(sw, &key, (ra, &a_file), (rb, &b_file));
+    // A slow first writer, held mid-upload while a second one copies the
+    // same name and finishes: the second must not be replaced, and the
+    // first leaves nothing of its own.
+    let key = format!("{prefix}-slow/{name}");
+    let to = format!("s3://{BUCKET}/{prefix}-slow");
+    let (a, a_file) = machine(11 << 20);
+    let (b, b_file) = machine(6 << 20);
+    let go_a = a.base().join("go");
+    let mut ca = s3_cmd(
+        &a,
+        sw,
+        "orca-copy",
+        &[a_file.to_str().unwrap(), "--to", &to],
+    );
+    ca.env("ORCA_TEST_CONTINUE_FILE", &go_a);
+    let (pa, ra) = spawn_paused(ca, "copy-uploading");
+    let rb = Run::from_output(
+        s3_cmd(
+            &b,
+            sw,
+            "orca-copy",
+            &[b_file.to_str().unwrap(), "--to", &to],
+        )
+        .output()
+        .unwrap(),
+    );
+    fs::write(&go_a, b"").unwrap();
+    let ra = finish_paused(pa, ra);
+    judge_race(sw, &key, (ra, &a_file), (rb, &b_file));
 
-    // Twenty more, started together with nothing held.
+    // Twenty more, started together with nothing held; every fourth is a
+    // multipart upload (two parts), the others one PUT.
     for round in 0..20 {
         let key = format!("{prefix}-{round}/{name}");
         let to = format!("s3://{BUCKET}/{prefix}-{round}");
-        let (a, a_file) = machine(256 << 10);
-        let (b, b_file) = machine(256 << 10);
+        let size = if round % 4 == 0 { 6 << 20 } else { 256 << 10 };
+        let (a, a_file) = machine(size);
+        let (b, b_file) = machine(size);
         let pa = s3_cmd(
             &a,
             sw,
@@ -315,6 +345,8 @@ fn judge_race(sw: &Seaweed, key: &str, a: (Run, &PathBuf), b: (Run, &PathBuf)) {
     assert!(sidecar.starts_with(&want), "{sidecar}");
     assert_eq!(won.json["copies"][0]["sha256"], want.as_str());
     assert_eq!(won.json["copies"][0]["verified"], true);
+    // Both ended: neither left its claim on the name.
+    assert!(!sw.exists(&format!("{key}.claim")), "a claim was left");
 }
 
 /// Ctrl-C during an upload to a server that stopped answering: the run ends
@@ -419,6 +451,38 @@ fn a_restore_killed_before_its_journal_does_not_block_the_next() {
     .ok();
     let listing = listing::of_volume(&vol.name);
     assert!(format!("{listing:?}").contains("orca.mdf"));
+}
+
+/// A restore killed after writing its journal, whose backups directory is
+/// then gone (a disk not mounted now): the journal cannot be seen, so the
+/// lock still blocks (exit 13) instead of being taken for a journal never
+/// written.
+#[test]
+fn a_journal_that_cannot_be_seen_still_blocks_the_volume() {
+    need_docker!();
+    let env = Env::new();
+    let vol = TestVolume::named(&unique("orca-test-unmounted"));
+    vol.sh("echo one > /v/orca.mdf");
+    let archive = env.backups().join("orca-db-unmounted.tar.gz");
+    export_run(&env, &vol.name, &archive, &[]).ok();
+    let (child, rx) = spawn_paused(
+        env.cmd(
+            "orca-restore",
+            &[archive.to_str().unwrap(), "--volume", &vol.name],
+        ),
+        "journaled",
+    );
+    signal(&child, "-KILL");
+    let _ = finish_paused(child, rx);
+    let away = env.base().join("backups.unmounted");
+    fs::rename(env.backups(), &away).unwrap();
+    let other = env.base().join("elsewhere.tar.gz");
+    export_run(&env, &vol.name, &other, &[]).fails_with(13);
+    // Back again: the rollback finishes it.
+    fs::rename(&away, env.backups()).unwrap();
+    env.run("orca-restore", &["--rollback", "--volume", &vol.name])
+        .ok();
+    export_run(&env, &vol.name, &other, &[]).ok();
 }
 
 /// Two restores of different volumes into one backups directory in the

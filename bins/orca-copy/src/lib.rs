@@ -276,10 +276,52 @@ fn copy_one(
     if remote.stat(name)?.is_some() && !overwrite {
         return keep_existing(ctx, &remote, archive, name, &url, size, &ours, started);
     }
+    // The claim of the name, `<name>.claim` (the backup's checksum line),
+    // created only if no writer made one first: small PUTs are decided
+    // atomically by the servers, a multipart upload's completion is not by
+    // every server. Of two writers with other bytes, the one that loses here
+    // uploads nothing (exit 5). Removed when this run ends, whatever the
+    // outcome; one left by a killed run is taken over by the same backup.
+    let claim_name = format!("{name}{CLAIM_SUFFIX}");
+    let claim_line = orca_remote::sha256_line(&ours, name);
+    let mut claim: Option<String> = None;
+    orca_shared::testpoint::point("copy-claiming");
     if overwrite {
         // The old checksum must not stand beside new bytes, even for a moment.
         remote.remove_unfinished(&format!("{name}.sha256"))?;
+        remote.remove_unfinished(&claim_name)?;
+    } else {
+        match remote.put_small_new(&claim_name, claim_line.as_bytes())? {
+            Some(token) => claim = Some(token),
+            None => {
+                let theirs = remote.get_small(&claim_name).ok().flatten().and_then(|b| {
+                    orca_remote::parse_sha256_line(&String::from_utf8_lossy(&b), name)
+                });
+                match theirs {
+                    // The same bytes, being copied by another run (or a copy
+                    // of them that was killed): copying them too is harmless,
+                    // and the upload below is still conditional.
+                    Some(theirs) if theirs == ours => {}
+                    theirs => fail!(
+                        AlreadyExists,
+                        "{url} is being copied by another run with other bytes (its claim {} names SHA-256 {}): other bytes are another backup, so nothing was copied (give this backup another name; if that run was killed, pass --overwrite to replace its claim)",
+                        remote.location().url_of(&claim_name),
+                        theirs.unwrap_or_else(|| "unreadable".into())
+                    ),
+                }
+            }
+        }
     }
+    let release_claim = |remote: &Remote| {
+        if let Some(token) = &claim
+            && let Err(e) = remote.remove_own(&claim_name, Some(token))
+        {
+            ctx.warn(format!(
+                "cannot remove this run's claim {}: {e:#}; a later copy of this backup takes it over, or remove it yourself",
+                remote.location().url_of(&claim_name)
+            ));
+        }
+    };
     // What this run wrote: only that may be removed again.
     let mut written: Option<Option<String>> = None;
     let result = (|| {
@@ -316,7 +358,7 @@ fn copy_one(
         if got_size != size || !got_sha.eq_ignore_ascii_case(&sent.sha256) {
             fail!(
                 VerificationFailed,
-                "the copy at {url} reads back as {got_size} bytes with SHA-256 {got_sha}, not {size} bytes with {}: the destination damaged it (or another writer replaced it); the object this run wrote was removed",
+                "the copy at {url} reads back as {got_size} bytes with SHA-256 {got_sha}, not {size} bytes with {}: the destination damaged it (or another writer replaced it); the object this run wrote is removed if it is still there",
                 sent.sha256
             );
         }
@@ -348,8 +390,12 @@ fn copy_one(
             )),
         }
     }
+    release_claim(&remote);
     result
 }
+
+/// The claim a copy makes on a name before uploading (see [`copy_one`]).
+pub const CLAIM_SUFFIX: &str = ".claim";
 
 /// The name is taken at the destination: the same bytes are kept (and
 /// checked); other bytes are another backup, left alone (exit 5).

@@ -45,7 +45,8 @@ use crate::sink::{FileSink, HashingWriter, ThreadedWriter};
 /// on stdin (flags win); without them it finds the Orca volume and writes a
 /// timestamped backup in the backups directory. Adds "size_bytes", "size",
 /// "sha256", "compression", "compression_level", "uncompressed_bytes",
-/// "entries", "duration_ms", "in_use_by", "stopped_containers" and "consistent".
+/// "entries", "duration_ms", "in_use_by", "stopped_containers", "consistent"
+/// and "consistency" (offline, stopped, killed or live).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -168,7 +169,7 @@ pub struct ExportReport {
     pub in_use_by: Vec<ContainerRef>,
     /// Containers stopped for the copy (and started again).
     pub stopped_containers: Vec<ContainerRef>,
-    /// A consistent copy (offline, hot or a clean stop).
+    /// A consistent copy (offline, or a clean stop).
     pub consistent: bool,
     /// The checksum file written beside the archive.
     pub checksum_path: PathBuf,
@@ -244,13 +245,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     check_extension(&output, compression, encrypting)?;
     // Before asking for a passphrase: a name that is taken ends here.
     let early_overwrite = cli.overwrite || ctx.record.bool("overwrite")?.unwrap_or(false);
-    if !early_overwrite && let Some(taken) = taken_forms(&output).first() {
-        fail!(
-            AlreadyExists,
-            "backup {} already exists; it was left untouched (choose another name, or pass --overwrite to replace it)",
-            taken.display()
-        );
-    }
+    let output = free_output(&output, early_overwrite)?;
     let encryption = orca_shared::crypt::recipients_for(&encrypt_flags, &ctx.config.encryption)?
         .map(std::sync::Arc::new);
     let level = cli
@@ -421,16 +416,9 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let docker_version = docker::server_version().unwrap_or_default();
     let volume_info = volume_lock::require_volume(&opts.volume)?;
 
-    // One name is one backup, whatever its compression or encryption.
-    if !opts.overwrite
-        && let Some(taken) = taken_forms(&opts.output).first()
-    {
-        fail!(
-            AlreadyExists,
-            "backup {} already exists; it was left untouched (choose another name, or pass --overwrite to replace it)",
-            taken.display()
-        );
-    }
+    // One name is one backup, whatever its compression or encryption; a
+    // timestamped one taken meanwhile moves on to the next of its minute.
+    let requested = free_output(&opts.output, opts.overwrite)?;
     let dir = fsutil::parent_dir(&opts.output).to_path_buf();
     paths::ensure_private_dir(&dir)?;
     let _lock = match &opts.backups_dir {
@@ -488,7 +476,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     interrupt::check()?;
 
     let helper = HelperContainer::create(opts.tool, &image, &opts.volume, false)?;
-    let mut archive = AtomicFile::create(&opts.output)?;
+    let mut archive = AtomicFile::create(&requested)?;
     let file = archive
         .file()
         .try_clone()
@@ -507,7 +495,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         format!(
             "cannot export volume '{}' to {}",
             opts.volume,
-            opts.output.display()
+            requested.display()
         )
     })?;
     shown.finish();
@@ -579,12 +567,21 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     // A timestamped name taken meanwhile (another run in the same minute)
     // moves on to the next free one (`-2`, `-3`...); any other taken name is
     // refused. The sidecars follow the archive's final name.
-    let bump = !opts.overwrite
-        && names::BackupFileName::parse(name_of(&opts.output))
-            .is_some_and(|b| b.kind() == names::Kind::Timestamped);
-    let mut output = opts.output.clone();
+    let bump = !opts.overwrite && is_timestamped(&requested);
+    let mut output = requested.clone();
     let (checksum_path, manifest_path) = loop {
-        if bump && !taken_forms(&output).is_empty() {
+        // Another run may have made this name, in any form, while this one
+        // streamed: its backup is never touched without --overwrite.
+        if !opts.overwrite
+            && let Some(taken) = taken_forms(&output).first()
+        {
+            if !bump {
+                fail!(
+                    AlreadyExists,
+                    "backup {} was made by another run while this one was written; it was left untouched and this backup was not kept (choose another name, or pass --overwrite to replace it)",
+                    taken.display()
+                );
+            }
             output = next_name(&output)?;
             continue;
         }
@@ -628,18 +625,21 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         manifest_file.commit(true)?;
         break (checksum_path, manifest_path);
     };
-    if output != opts.output {
+    if output != requested {
         eprintln!(
             "{}: {} was taken by another backup made in the same minute: this one is {}",
             opts.tool,
-            name_of(&opts.output),
+            name_of(&requested),
             name_of(&output)
         );
     }
-    // Replaced: the backup of this name in its other forms goes too.
-    for t in taken_forms(&output) {
-        if t != output && t.symlink_metadata().is_ok_and(|m| m.file_type().is_file()) {
-            fsutil::remove_backup_files(&t);
+    // Replaced (--overwrite only): the backup of this name in its other
+    // forms goes too.
+    if opts.overwrite {
+        for t in taken_forms(&output) {
+            if t != output && t.symlink_metadata().is_ok_and(|m| m.file_type().is_file()) {
+                fsutil::remove_backup_files(&t);
+            }
         }
     }
     restarted.with_context(|| format!("the backup {} is complete", output.display()))?;
@@ -664,6 +664,32 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
 /// is not named as a backup has only its `.age` twin.
 fn taken_forms(output: &Path) -> Vec<PathBuf> {
     names::existing_forms(fsutil::parent_dir(output), name_of(output))
+}
+
+/// Whether `output` is named as a timestamped backup.
+fn is_timestamped(output: &Path) -> bool {
+    names::BackupFileName::parse(name_of(output))
+        .is_some_and(|b| b.kind() == names::Kind::Timestamped)
+}
+
+/// `output` when no form of its name exists (or `overwrite`); else, for a
+/// timestamped name, the next free one of its minute; else exit 5.
+fn free_output(output: &Path, overwrite: bool) -> anyhow::Result<PathBuf> {
+    if overwrite {
+        return Ok(output.to_path_buf());
+    }
+    let mut out = output.to_path_buf();
+    while let Some(taken) = taken_forms(&out).first() {
+        if !is_timestamped(&out) {
+            fail!(
+                AlreadyExists,
+                "backup {} already exists; it was left untouched (choose another name, or pass --overwrite to replace it)",
+                taken.display()
+            );
+        }
+        out = next_name(&out)?;
+    }
+    Ok(out)
 }
 
 /// The next name in the same minute after a timestamped `output`.

@@ -358,6 +358,17 @@ pub fn parse_host(host: &str, tls: Option<Tls>, what: &str) -> anyhow::Result<Ad
     let Some((scheme, rest)) = host.split_once("://") else {
         return Err(bad("it has no scheme"));
     };
+    // A password is never passed on: docker's ssh transport takes none (it
+    // would go onto a command line), and the other schemes have no place
+    // for one.
+    let authority = rest.split('/').next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && (userinfo.contains(':') || scheme != "ssh")
+    {
+        return Err(bad(
+            "it carries a user and password (not shown); Docker endpoints take none: use ssh://USER@HOST with an ssh key or agent, or TLS certificates for tcp://",
+        ));
+    }
     match scheme {
         "unix" => {
             if rest.is_empty() {
@@ -684,6 +695,16 @@ mod tests {
             }
         );
         assert_eq!(ok("ssh://me@box"), Address::Ssh("ssh://me@box".into()));
+        for with_password in [
+            "ssh://me:Plain5ecret@box",
+            "tcp://me:Plain5ecret@h:2375",
+            "unix://me:Plain5ecret@/var/run/docker.sock",
+        ] {
+            let e = parse_host(with_password, None, "DOCKER_HOST").unwrap_err();
+            assert_eq!(kind_of(&e), ErrorKind::Usage, "{with_password}");
+            assert!(e.to_string().contains("password"), "{e}");
+            assert!(!e.to_string().contains("Plain5ecret"), "{e}");
+        }
         for bad in [
             "/var/run/docker.sock",
             "fd://",

@@ -197,7 +197,12 @@ fn unreachable_error(endpoint: &str, detail: &str) -> anyhow::Error {
         && !(lower.contains("permission denied") || lower.contains("access is denied"))
     {
         format!(
-            "Docker is not reachable at {endpoint} ({detail}): DOCKER_HOST points there; check it, or unset DOCKER_HOST to use the docker CLI's current context"
+            "Docker is not reachable at {endpoint} ({detail}): DOCKER_HOST points there; check it, or unset DOCKER_HOST to use the docker CLI's current context{}",
+            if local {
+                format!("; if it is right, {}", start_hint())
+            } else {
+                String::new()
+            }
         )
     } else if lower.contains("permission denied") || lower.contains("access is denied") {
         format!(
