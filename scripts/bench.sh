@@ -91,11 +91,12 @@ for i in $(seq 1 "$runs"); do
         tar -czf /backup/base.tar.gz -C /volume .
     timed gzip "$bin/orca-export" --volume "$vol" --output "$work/out/orca-db-bench.tar.gz"
     timed gzip_age "$bin/orca-export" --volume "$vol" --output "$work/out/orca-db-enc.tar.gz" --recipient "$recipient"
-    timed zstd "$bin/orca-export" --volume "$vol" --output "$work/out/orca-db-bench.tar.zst"
+    # One name is one backup whatever its compression: zstd gets its own.
+    timed zstd "$bin/orca-export" --volume "$vol" --output "$work/out/orca-db-bench-zstd.tar.zst"
 done
 base_size=$(bytes "$work/base/base.tar.gz")
 gzip_size=$(bytes "$work/out/orca-db-bench.tar.gz")
-zstd_size=$(bytes "$work/out/orca-db-bench.tar.zst")
+zstd_size=$(bytes "$work/out/orca-db-bench-zstd.tar.zst")
 rm -f "$work/out"/orca-db-small*
 timed small_gzip "$bin/orca-export" --volume "$small" --output "$work/out/orca-db-small.tar.gz"
 
