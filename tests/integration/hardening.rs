@@ -317,6 +317,80 @@ fn two_writers_of_one_name_never_clobber_each_other() {
     }
 }
 
+/// A claim left by a killed copy: the same backup takes it over (and the
+/// claim goes), another backup is refused (exit 5) until --overwrite.
+#[test]
+fn a_claim_left_by_a_killed_copy_is_taken_over_or_refused() {
+    need_s3!();
+    let sw = seaweed::shared();
+    let name = "orca-db-claimed.tar.gz";
+    let prefix = unique("claim");
+    let to = format!("s3://{BUCKET}/{prefix}");
+    let key = format!("{prefix}/{name}");
+    let env = Env::new();
+    fs::create_dir_all(env.backups()).unwrap();
+    let archive = env.backups().join(name);
+    random_file(&archive, 64 << 10);
+    let line = |sha: &str| format!("{sha}  {name}\n");
+    // Another backup's claim: refused, nothing uploaded, the claim stays.
+    let (status, _) = sw.curl(
+        "PUT",
+        &format!("{key}.claim"),
+        Some(line(&"a".repeat(64)).as_bytes()),
+    );
+    assert_eq!(status, 200);
+    let run = Run::from_output(
+        s3_cmd(
+            &env,
+            sw,
+            "orca-copy",
+            &[archive.to_str().unwrap(), "--to", &to],
+        )
+        .output()
+        .unwrap(),
+    );
+    run.fails_saying(5, "other bytes are another backup");
+    assert!(!sw.exists(&key));
+    assert!(sw.exists(&format!("{key}.claim")));
+    // --overwrite replaces it.
+    Run::from_output(
+        s3_cmd(
+            &env,
+            sw,
+            "orca-copy",
+            &[archive.to_str().unwrap(), "--to", &to, "--overwrite"],
+        )
+        .output()
+        .unwrap(),
+    )
+    .ok();
+    assert!(sw.exists(&key) && !sw.exists(&format!("{key}.claim")));
+    // This backup's own claim, left by a killed run: taken over.
+    let key2 = format!("{prefix}-2/{name}");
+    let (status, _) = sw.curl(
+        "PUT",
+        &format!("{key2}.claim"),
+        Some(line(&sha256_hex(&archive)).as_bytes()),
+    );
+    assert_eq!(status, 200);
+    Run::from_output(
+        s3_cmd(
+            &env,
+            sw,
+            "orca-copy",
+            &[
+                archive.to_str().unwrap(),
+                "--to",
+                &format!("s3://{BUCKET}/{prefix}-2"),
+            ],
+        )
+        .output()
+        .unwrap(),
+    )
+    .ok();
+    assert!(sw.exists(&key2) && !sw.exists(&format!("{key2}.claim")));
+}
+
 /// Exactly one of two runs won: the object, its checksum and its manifest
 /// are the winner's; the loser said "another backup" with exit 5.
 fn judge_race(sw: &Seaweed, key: &str, a: (Run, &PathBuf), b: (Run, &PathBuf)) {

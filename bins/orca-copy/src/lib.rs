@@ -391,6 +391,17 @@ fn copy_one(
         }
     }
     release_claim(&remote);
+    // A claim of these same bytes left by a killed run: once the copy is
+    // there, it protects nothing (later writers meet the archive itself).
+    if result.is_ok()
+        && claim.is_none()
+        && !overwrite
+        && let Ok(Some(b)) = remote.get_small(&claim_name)
+        && orca_remote::parse_sha256_line(&String::from_utf8_lossy(&b), name).as_deref()
+            == Some(ours.as_str())
+    {
+        let _ = remote.remove_unfinished(&claim_name);
+    }
     result
 }
 
