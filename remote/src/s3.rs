@@ -62,6 +62,8 @@ pub struct S3Store {
     tool: String,
     /// The profile asked for (for messages).
     profile: Option<String>,
+    /// The endpoint's user information, scrubbed from every message.
+    secret: Option<String>,
 }
 
 /// The endpoint, region and addressing to use, as resolved from config and
@@ -273,8 +275,13 @@ impl S3Store {
         let timeout = Duration::from_secs(config.remote_timeout_seconds);
         install_http(timeout)?;
         let s = settings(config, &|k| std::env::var(k).ok());
+        let secret = s
+            .endpoint
+            .as_deref()
+            .and_then(orca_shared::redact::userinfo)
+            .map(String::from);
         if let Some(endpoint) = &s.endpoint {
-            let e = orca_shared::redact::urls(endpoint);
+            let e = orca_shared::redact::endpoint(endpoint);
             let lower = e.to_ascii_lowercase();
             if !(lower.starts_with("http://") || lower.starts_with("https://")) {
                 fail!(
@@ -289,8 +296,9 @@ impl S3Store {
             }
         }
         let rt = runtime()?;
-        let shown_endpoint =
-            orca_shared::redact::urls(s.endpoint.as_deref().unwrap_or("https://s3.amazonaws.com"));
+        let shown_endpoint = orca_shared::redact::endpoint(
+            s.endpoint.as_deref().unwrap_or("https://s3.amazonaws.com"),
+        );
         let region = match &s.region {
             Some(r) => r.clone(),
             None if s.endpoint.is_some() => "us-east-1".to_string(),
@@ -316,6 +324,7 @@ impl S3Store {
             builder = builder.profile(p);
         }
         let tool_name = tool.to_string();
+        let notify_secret = secret.clone();
         let op = Operator::new(builder)
             .map_err(|e| {
                 error(
@@ -341,7 +350,10 @@ impl S3Store {
                         eprintln!(
                             "{tool_name}: S3 {} failed ({}); retry {} in {:.1} s",
                             ev.op.into_static(),
-                            orca_shared::redact::urls(&innermost(ev.err)),
+                            orca_shared::redact::scrub(
+                                &innermost(ev.err),
+                                notify_secret.as_deref()
+                            ),
                             ev.attempt,
                             ev.retry_after.as_secs_f64()
                         );
@@ -355,6 +367,7 @@ impl S3Store {
             endpoint: shown_endpoint,
             tool: tool.to_string(),
             profile: s.profile_used.clone(),
+            secret,
         })
     }
 
@@ -376,8 +389,22 @@ impl S3Store {
         })
     }
 
-    /// An opendal error as one line a user can act on, with its exit code.
+    /// An opendal error as one line a user can act on, with its exit code,
+    /// never holding the endpoint's credentials.
     fn classify(&self, e: &opendal::Error, what: &str) -> anyhow::Error {
+        let err = self.classify_raw(e, what);
+        let kind = orca_shared::exit::kind_of(&err);
+        error(
+            kind,
+            orca_shared::redact::scrub(&format!("{err:#}"), self.secret.as_deref()),
+        )
+    }
+
+    fn classify_raw(&self, e: &opendal::Error, what: &str) -> anyhow::Error {
+        // A request Ctrl-C ended is an interrupt, not a failing server.
+        if format!("{e}").contains(INTERRUPTED_REQUEST) {
+            return interrupted();
+        }
         let text = orca_shared::redact::urls(&format!("{e:?}"));
         let code = s3_code(&text);
         let why = match (&code, s3_message(&text)) {

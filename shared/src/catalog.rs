@@ -235,7 +235,12 @@ fn stem_of(name: &str) -> String {
 
 /// Newest first; equal times by name, so the order is total.
 pub fn sort(backups: &mut [Found]) {
-    backups.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+    backups.sort_by(|a, b| {
+        b.time
+            .cmp(&a.time)
+            .then_with(|| names::minute_seq(&b.name).cmp(&names::minute_seq(&a.name)))
+            .then_with(|| b.name.cmp(&a.name))
+    });
 }
 
 /// The backup a file named `name` is, if it is one: its kind and time from

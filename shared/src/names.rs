@@ -292,6 +292,18 @@ pub fn free_timestamped_name(
     )
 }
 
+/// The place of a timestamped backup among those of its minute: 1 for
+/// `...-HH-mm`, N for `...-HH-mm-N`; 0 for any other name. Among equal
+/// times, the higher is the newer (`-10` after `-9`, both after the first).
+pub fn minute_seq(file_name: &str) -> u32 {
+    match BackupFileName::parse(file_name) {
+        Some(b) if b.timestamp.is_some() => {
+            b.stem.get(17..).and_then(|n| n.parse().ok()).unwrap_or(1)
+        }
+        _ => 0,
+    }
+}
+
 /// The next timestamped name after `file_name` (`-2` after none, `-3` after
 /// `-2`...), for a run that found its name taken when it came to commit.
 pub fn next_in_minute(file_name: &str) -> Option<String> {
@@ -478,6 +490,9 @@ mod tests {
             Some("orca-db-2025-10-31-14-30-10.tar.zst.age")
         );
         assert_eq!(next_in_minute("orca-db-before.tar.gz"), None);
+        assert_eq!(minute_seq("orca-db-2025-10-31-14-30.tar.gz"), 1);
+        assert_eq!(minute_seq("orca-db-2025-10-31-14-30-10.tar.zst.age"), 10);
+        assert_eq!(minute_seq("orca-db-before.tar.gz"), 0);
         let dir = tempfile::tempdir().unwrap();
         let now = Local.from_local_datetime(&t).earliest().unwrap();
         let first = free_timestamped_name(dir.path(), now, Compression::Gzip).unwrap();

@@ -33,6 +33,33 @@ pub fn urls(text: &str) -> String {
     out
 }
 
+/// The user information of a URL: everything between `scheme://` (or the
+/// start, for a URL written without its scheme) and the last `@`.
+pub fn userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let at = rest.rfind('@')?;
+    Some(&rest[..at]).filter(|u| !u.is_empty())
+}
+
+/// An endpoint fit to show: its user information replaced by `***`.
+pub fn endpoint(url: &str) -> String {
+    match userinfo(url) {
+        Some(u) => url.replacen(u, "***", 1),
+        None => urls(url),
+    }
+}
+
+/// `text` with `secret` (a URL's user information, see [`userinfo`]) and
+/// the user information of every URL in it replaced by `***`: a password
+/// holding characters that end a URL in prose (`"`, `<`, a space) is still
+/// found.
+pub fn scrub(text: &str, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) if !s.is_empty() => urls(&text.replace(s, "***")),
+        _ => urls(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +91,15 @@ mod tests {
             );
             assert!(shown.contains("@127.0.0.1:1/b (x)"), "{shown}");
         }
+        // What ends a URL in prose, in a password: scrubbed by its value.
+        let url = "http://alice:Zq9\" <pw@127.0.0.1:1";
+        let secret = userinfo(url);
+        assert_eq!(secret, Some("alice:Zq9\" <pw"));
+        let shown = scrub(&format!("cannot reach {url}/b: refused"), secret);
+        assert!(!shown.contains("Zq9") && !shown.contains("<pw"), "{shown}");
+        assert_eq!(endpoint(url), "http://***@127.0.0.1:1");
+        assert_eq!(endpoint("alice:pw@127.0.0.1:1"), "***@127.0.0.1:1");
+        assert_eq!(endpoint("https://h:9000"), "https://h:9000");
         // In debug output, up to the next white space.
         assert_eq!(
             urls("uri: http://k:s@h/bucket/key, method: PUT"),

@@ -552,6 +552,9 @@ fn a_journal_that_cannot_be_seen_still_blocks_the_volume() {
     fs::rename(env.backups(), &away).unwrap();
     let other = env.base().join("elsewhere.tar.gz");
     export_run(&env, &vol.name, &other, &[]).fails_with(13);
+    // --resume says what is missing, not "no interrupted restore".
+    env.run("orca-restore", &["--resume", "--volume", &vol.name])
+        .fails_saying(13, "cannot be seen");
     // Back again: the rollback finishes it.
     fs::rename(&away, env.backups()).unwrap();
     env.run("orca-restore", &["--rollback", "--volume", &vol.name])

@@ -373,8 +373,23 @@ fn copy_one(
             started,
         )
     })();
+    // Proven meanwhile by another run of these same bytes (it read the
+    // object back and wrote its checksum): it is that run's copy now too.
+    // (Unless this run found the object damaged: then it is no copy.)
+    let proven_by_another = || {
+        let damaged = result.as_ref().err().is_some_and(|e| {
+            orca_shared::exit::kind_of(e) == orca_shared::ErrorKind::VerificationFailed
+        });
+        !damaged
+            && remote
+                .expected_sha256(name)
+                .ok()
+                .flatten()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&ours))
+    };
     if result.is_err()
         && let Some(token) = &written
+        && !proven_by_another()
     {
         // What this run put under the name and did not prove (a copy not
         // read back, or without its checksum) must not stay: take it back,

@@ -72,11 +72,16 @@ pub fn decide(items: &[Item], policy: Policy, now: DateTime<Utc>) -> Vec<Decisio
             pool.push(i);
         }
     }
-    // Newest first; equal times by name, newest name first, so the order is total.
+    // Newest first; equal times by their place in the minute (`-2` after
+    // the first), then by name, so the order is total.
     pool.sort_by(|&a, &b| {
         items[b]
             .time
             .cmp(&items[a].time)
+            .then_with(|| {
+                orca_shared::names::minute_seq(&items[b].name)
+                    .cmp(&orca_shared::names::minute_seq(&items[a].name))
+            })
             .then_with(|| items[b].name.cmp(&items[a].name))
     });
     let max_age = Duration::days(policy.max_age_days.min(i64::MAX as u64 / 86_400) as i64);
@@ -141,6 +146,34 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn within_a_minute_the_later_backup_is_the_newer() {
+        let t = now() - Duration::days(3);
+        let items: Vec<Item> = ["", "-2", "-10", "-9"]
+            .iter()
+            .map(|seq| Item {
+                name: format!("orca-db-{}{seq}.tar.gz", t.format("%Y-%m-%d-%H-%M")),
+                kind: Kind::Timestamped,
+                time: t,
+                pinned: Vec::new(),
+            })
+            .collect();
+        let policy = Policy {
+            max_count: 1,
+            max_age_days: 0,
+            include_named: false,
+        };
+        let d = decide(&items, policy, now());
+        let keeps: Vec<&str> = items
+            .iter()
+            .zip(&d)
+            .filter(|(_, d)| d.keeps())
+            .map(|(i, _)| i.name.as_str())
+            .collect();
+        assert_eq!(keeps.len(), 1, "{keeps:?}");
+        assert!(keeps[0].ends_with("-10.tar.gz"), "{keeps:?}");
     }
 
     fn kept(items: &[Item], policy: Policy) -> usize {

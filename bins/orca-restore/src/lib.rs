@@ -777,6 +777,17 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .find_map(|h| h.journal)
         .map(PathBuf::from)
         .unwrap_or_else(|| journal::path_for(&backups_dir, &volume));
+    if !journal_path.exists()
+        && let Some(dir) = journal_path.parent()
+        && std::fs::read_dir(dir).is_err()
+    {
+        fail!(
+            RestoreInterrupted,
+            "the restore of volume '{volume}' was interrupted and its journal {} cannot be seen: its directory {} is missing or unreadable (a disk that is not mounted, another user's directory?); make it available, then run this again",
+            journal_path.display(),
+            dir.display()
+        );
+    }
     if !journal_path.exists() {
         fail!(
             Usage,

@@ -361,13 +361,20 @@ pub fn parse_host(host: &str, tls: Option<Tls>, what: &str) -> anyhow::Result<Ad
     // A password is never passed on: docker's ssh transport takes none (it
     // would go onto a command line), and the other schemes have no place
     // for one.
-    let authority = rest.split('/').next().unwrap_or("");
-    if let Some((userinfo, _)) = authority.rsplit_once('@')
+    // Everything before the last `@` is user information, whatever it holds
+    // (a password may hold `/`); the host itself is not shown then.
+    if let Some((userinfo, _)) = rest.rsplit_once('@')
         && (userinfo.contains(':') || scheme != "ssh")
     {
-        return Err(bad(
-            "it carries a user and password (not shown); Docker endpoints take none: use ssh://USER@HOST with an ssh key or agent, or TLS certificates for tcp://",
-        ));
+        crate::fail!(
+            Usage,
+            "the Docker host of {what} carries a user and password (the host is not shown, to keep them out of messages); Docker endpoints take none: use ssh://USER@HOST with an ssh key or agent, or TLS certificates for tcp://{}",
+            if what == "DOCKER_HOST" {
+                "; or unset DOCKER_HOST to use the current docker context"
+            } else {
+                ""
+            }
+        );
     }
     match scheme {
         "unix" => {
@@ -697,7 +704,9 @@ mod tests {
         assert_eq!(ok("ssh://me@box"), Address::Ssh("ssh://me@box".into()));
         for with_password in [
             "ssh://me:Plain5ecret@box",
+            "ssh://me:Plain/5ecret@box",
             "tcp://me:Plain5ecret@h:2375",
+            "tcp://me:Pl\"ain5ecret@h:2375",
             "unix://me:Plain5ecret@/var/run/docker.sock",
         ] {
             let e = parse_host(with_password, None, "DOCKER_HOST").unwrap_err();
