@@ -185,8 +185,19 @@ impl DirStore {
 
     /// Remove `name` only while it is the file this run wrote (`token`, see
     /// [`file_token`]); `Ok(false)` when another file holds the name now.
-    pub fn delete_own(&self, name: &str, token: &str) -> anyhow::Result<bool> {
+    pub fn delete_own(
+        &self,
+        name: &str,
+        token: &str,
+        unless_proven: Option<&str>,
+    ) -> anyhow::Result<bool> {
         if file_token(&self.file(name)).as_deref() != Some(token) {
+            return Ok(false);
+        }
+        if let Some(sha) = unless_proven
+            && let Ok(text) = fs::read_to_string(self.file(&format!("{name}.sha256")))
+            && crate::parse_sha256_line(&text, name).is_some_and(|h| h.eq_ignore_ascii_case(sha))
+        {
             return Ok(false);
         }
         self.delete(name).map(|()| true)

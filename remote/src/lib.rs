@@ -397,13 +397,22 @@ impl Remote {
     /// Remove `name` only if it is still the object this run wrote (`token`
     /// from [`Sent`]); another writer's object stays. Runs to its deadline
     /// even after Ctrl-C. `Ok(false)`: it was not ours, or is gone.
-    pub fn remove_own(&self, name: &str, token: Option<&str>) -> anyhow::Result<bool> {
+    ///
+    /// With `unless_proven` (a SHA-256), it also stays when its checksum
+    /// sidecar names those bytes: another run of the same bytes read it back
+    /// and recorded it meanwhile. Checked as cleanup, also after Ctrl-C.
+    pub fn remove_own(
+        &self,
+        name: &str,
+        token: Option<&str>,
+        unless_proven: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let Some(token) = token else {
             return Ok(false);
         };
         match &self.backend {
-            Backend::S3(s) => s.delete_own(name, token),
-            Backend::Dir(d) => d.delete_own(name, token),
+            Backend::S3(s) => s.delete_own(name, token, unless_proven),
+            Backend::Dir(d) => d.delete_own(name, token, unless_proven),
         }
     }
 

@@ -776,9 +776,22 @@ impl S3Store {
     /// servers that ignore the condition. Whatever another writer put there
     /// stays. Runs to its deadline even after Ctrl-C. `Ok(false)`: not ours
     /// (or gone), left alone.
-    pub fn delete_own(&self, name: &str, etag: &str) -> anyhow::Result<bool> {
+    pub fn delete_own(
+        &self,
+        name: &str,
+        etag: &str,
+        unless_proven: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let what = format!("delete {}", self.url_of(name));
         let work = CLEANUP.scope(true, async {
+            // Proven by another run meanwhile: its checksum names these bytes.
+            if let Some(sha) = unless_proven
+                && let Ok(buf) = self.op.read(&format!("{name}.sha256")).await
+                && crate::parse_sha256_line(&String::from_utf8_lossy(&buf.to_vec()), name)
+                    .is_some_and(|h| h.eq_ignore_ascii_case(sha))
+            {
+                return Ok(false);
+            }
             match self.op.stat(name).await {
                 Ok(m) if m.etag() == Some(etag) => {}
                 Ok(_) => return Ok(false),

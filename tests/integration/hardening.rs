@@ -391,6 +391,55 @@ fn a_claim_left_by_a_killed_copy_is_taken_over_or_refused() {
     assert!(sw.exists(&key2) && !sw.exists(&format!("{key2}.claim")));
 }
 
+/// A run interrupted after its upload, while another run of the same bytes
+/// found the object, read it back and recorded it: the first run's cleanup
+/// leaves that proven copy alone.
+#[test]
+fn an_interrupted_copy_leaves_a_copy_another_run_proved() {
+    need_s3!();
+    let sw = seaweed::shared();
+    let name = "orca-db-proven.tar.gz";
+    let prefix = unique("proven");
+    let to = format!("s3://{BUCKET}/{prefix}");
+    let key = format!("{prefix}/{name}");
+    let a = Env::new();
+    let b = Env::new();
+    for e in [&a, &b] {
+        fs::create_dir_all(e.backups()).unwrap();
+    }
+    let a_file = a.backups().join(name);
+    random_file(&a_file, 256 << 10);
+    let b_file = b.backups().join(name);
+    fs::copy(&a_file, &b_file).unwrap();
+    let (child, rx) = spawn_paused(
+        s3_cmd(
+            &a,
+            sw,
+            "orca-copy",
+            &[a_file.to_str().unwrap(), "--to", &to],
+        ),
+        "copy-uploaded",
+    );
+    let rec = Run::from_output(
+        s3_cmd(
+            &b,
+            sw,
+            "orca-copy",
+            &[b_file.to_str().unwrap(), "--to", &to],
+        )
+        .output()
+        .unwrap(),
+    )
+    .ok();
+    assert_eq!(rec["copies"][0]["verified"], true);
+    signal(&child, "-INT");
+    assert_eq!(finish_paused(child, rx).code, 130);
+    assert_eq!(hex_of(&object(sw, &key)), sha256_hex(&b_file));
+    // (These archives have no manifest, so the copies carry none.)
+    assert!(sw.exists(&format!("{key}.sha256")));
+    assert!(!sw.exists(&format!("{key}.claim")));
+}
+
 /// Exactly one of two runs won: the object, its checksum and its manifest
 /// are the winner's; the loser said "another backup" with exit 5.
 fn judge_race(sw: &Seaweed, key: &str, a: (Run, &PathBuf), b: (Run, &PathBuf)) {

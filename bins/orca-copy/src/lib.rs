@@ -314,7 +314,7 @@ fn copy_one(
     }
     let release_claim = |remote: &Remote| {
         if let Some(token) = &claim
-            && let Err(e) = remote.remove_own(&claim_name, Some(token))
+            && let Err(e) = remote.remove_own(&claim_name, Some(token), None)
         {
             ctx.warn(format!(
                 "cannot remove this run's claim {}: {e:#}; a later copy of this backup takes it over, or remove it yourself",
@@ -342,6 +342,7 @@ fn copy_one(
         };
         written = Some(sent.token.clone());
         shown.finish();
+        orca_shared::testpoint::point("copy-uploaded");
         if sent.size != size {
             fail!(
                 Failure,
@@ -374,31 +375,23 @@ fn copy_one(
         )
     })();
     // Proven meanwhile by another run of these same bytes (it read the
-    // object back and wrote its checksum): it is that run's copy now too.
-    // (Unless this run found the object damaged: then it is no copy.)
-    let proven_by_another = || {
-        let damaged = result.as_ref().err().is_some_and(|e| {
-            orca_shared::exit::kind_of(e) == orca_shared::ErrorKind::VerificationFailed
-        });
-        !damaged
-            && remote
-                .expected_sha256(name)
-                .ok()
-                .flatten()
-                .is_some_and(|h| h.eq_ignore_ascii_case(&ours))
-    };
+    // object back and wrote its checksum): it is that run's copy now too,
+    // unless this run found the object damaged.
+    let damaged = result.as_ref().err().is_some_and(|e| {
+        orca_shared::exit::kind_of(e) == orca_shared::ErrorKind::VerificationFailed
+    });
+    let unless_proven = (!damaged).then_some(ours.as_str());
     if result.is_err()
         && let Some(token) = &written
-        && !proven_by_another()
     {
         // What this run put under the name and did not prove (a copy not
         // read back, or without its checksum) must not stay: take it back,
         // Ctrl-C or not, but only while it is still this run's object.
         // (A failed upload itself leaves nothing.)
-        match remote.remove_own(name, token.as_deref()) {
+        match remote.remove_own(name, token.as_deref(), unless_proven) {
             Ok(true) => {}
             Ok(false) => ctx.warn(format!(
-                "{url} no longer holds this run's object (another writer's, or none); it was left alone"
+                "{url} is no longer only this run's (another writer's, one another run proved, or none); it was left alone"
             )),
             Err(e) => ctx.warn(format!(
                 "cannot remove the unchecked copy {url}: {e:#}; remove it yourself"
