@@ -385,3 +385,51 @@ fn a_docker_host_with_an_unknown_scheme_is_a_usage_error() {
     let run = Run::from_output(c.output().unwrap());
     run.fails_saying(2, "unset DOCKER_HOST");
 }
+
+/// `scripts/orca-backup.sh` answers its own argument errors (exit 2, its own
+/// help), takes `--opt=value`, and passes values that start with `-` or
+/// look like test operators to the tools intact.
+#[test]
+fn the_workflow_script_parses_its_arguments_itself() {
+    let env = Env::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/orca-backup.sh");
+    let run = |args: &[&str]| {
+        Run::from_output(
+            Command::new(&script)
+                .args(args)
+                .env("ORCA_BIN_DIR", bin_dir())
+                .env("ORCA_HOME", env.base())
+                .env("DOCKER_HOST", "unix:///nonexistent.sock")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    };
+    for args in [
+        &["--name"][..],
+        &["--name", "--overwrite"],
+        &["--name="],
+        &["--overwrite=yes"],
+        &["--compression", "bz2"],
+        &["--drill-timeout", "soon"],
+    ] {
+        let r = run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with("orca-backup.sh: ")
+                && r.stderr.contains("scripts/orca-backup.sh --help")
+                && !r.stderr.contains("orca-backup-name --help"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // Accepted: the run goes on to the first step (no engine here: exit 3).
+    for args in [
+        &["--name=before-migration"][..],
+        &["--description=-o", "--tag", "("],
+        &["--name", "("],
+    ] {
+        let r = run(args);
+        assert_eq!(r.code, 3, "{args:?}: {}", r.stderr);
+    }
+}
