@@ -202,14 +202,7 @@ fn install_http(timeout: Duration) -> anyhow::Result<()> {
 
 /// Cancelled on the first Ctrl-C.
 fn cancel_token() -> &'static CancellationToken {
-    static TOKEN: OnceLock<CancellationToken> = OnceLock::new();
-    static HOOK: OnceLock<orca_shared::interrupt::HookGuard> = OnceLock::new();
-    let token = TOKEN.get_or_init(CancellationToken::new);
-    HOOK.get_or_init(|| {
-        let t = token.clone();
-        orca_shared::interrupt::on_interrupt(move || t.cancel())
-    });
-    token
+    orca_shared::interrupt::cancel_token()
 }
 
 /// The HTTP transport, ended at once by Ctrl-C: every request in flight

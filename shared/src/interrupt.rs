@@ -67,6 +67,20 @@ pub fn install() {
     }
 }
 
+/// A token cancelled on the first interrupt, for async work to watch (the
+/// engine client's calls, S3 requests).
+pub fn cancel_token() -> &'static tokio_util::sync::CancellationToken {
+    static TOKEN: std::sync::OnceLock<tokio_util::sync::CancellationToken> =
+        std::sync::OnceLock::new();
+    static HOOK: std::sync::OnceLock<HookGuard> = std::sync::OnceLock::new();
+    let token = TOKEN.get_or_init(tokio_util::sync::CancellationToken::new);
+    HOOK.get_or_init(|| {
+        let t = token.clone();
+        on_interrupt(move || t.cancel())
+    });
+    token
+}
+
 /// Whether an interrupt arrived.
 pub fn interrupted() -> bool {
     SIGNALS.load(Ordering::SeqCst) > 0

@@ -315,14 +315,7 @@ fn runtime() -> &'static Runtime {
 
 /// Cancelled on the first Ctrl-C; interruptible calls watch it.
 fn cancel_token() -> &'static CancellationToken {
-    static TOKEN: OnceLock<CancellationToken> = OnceLock::new();
-    static HOOK: OnceLock<interrupt::HookGuard> = OnceLock::new();
-    let token = TOKEN.get_or_init(CancellationToken::new);
-    HOOK.get_or_init(|| {
-        let t = token.clone();
-        interrupt::on_interrupt(move || t.cancel())
-    });
-    token
+    interrupt::cancel_token()
 }
 
 /// A connected engine.
