@@ -50,7 +50,13 @@ cleanup() {
         docker volume rm -f "$vol" "$small" "$tiny" "$rvol" >/dev/null 2>&1
         for v in $(docker volume ls -q --filter "name=orca-bench-new-${hex}"); do docker volume rm -f "$v" >/dev/null 2>&1; done
     fi
-    [ -n "${weed_pid:-}" ] && kill "$weed_pid" 2>/dev/null
+    # `weed mini` may outlive a SIGTERM (it was seen running half an hour
+    # later): give it five seconds, then SIGKILL.
+    if [ -n "${weed_pid:-}" ]; then
+        kill "$weed_pid" 2>/dev/null
+        for _ in 1 2 3 4 5; do kill -0 "$weed_pid" 2>/dev/null || break; sleep 1; done
+        kill -9 "$weed_pid" 2>/dev/null
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
