@@ -135,12 +135,15 @@ pub fn resolve(arg: &Path, backups_dir: &Path) -> anyhow::Result<(PathBuf, bool)
             arg.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
         )
     };
-    let scan = scan(dir).unwrap_or_default();
     if !given.is_empty() {
         let exact = dir.join(given);
         if fs::symlink_metadata(&exact).is_ok_and(|m| m.file_type().is_file()) {
             return Ok((exact, bare));
         }
+    }
+    // Only now the catalog (it reads every manifest).
+    let scan = scan(dir).unwrap_or_default();
+    if !given.is_empty() {
         // The name in another form, or (bare) only its custom part.
         let prefixed = format!("{}{given}", names::PREFIX);
         let stem = match BackupFileName::parse(given) {
