@@ -398,12 +398,13 @@ impl S3Store {
         if format!("{e}").contains(INTERRUPTED_REQUEST) {
             return interrupted();
         }
-        let text = orca_shared::redact::urls(&format!("{e:?}"));
+        // (The message is scrubbed of credentials once, in `classify`.)
+        let text = format!("{e:?}");
         let code = s3_code(&text);
         let why = match (&code, s3_message(&text)) {
             (Some(c), Some(m)) => format!("{c}: {}", m.trim_end_matches('.')),
             (Some(c), None) => c.clone(),
-            _ => match orca_shared::redact::urls(&innermost(e)) {
+            _ => match innermost(e) {
                 m if m.trim().is_empty() => format!("{}", e.kind()),
                 m => m,
             },
@@ -663,13 +664,17 @@ impl S3Store {
                         .to_string()
                 }
                 Ok(Ok(())) => return Err(failed),
-                Ok(Err(a)) => orca_shared::redact::urls(&innermost(&a)),
+                Ok(Err(a)) => orca_shared::redact::scrub(&innermost(&a), self.secret.as_deref()),
                 Err(_) => format!("no answer within {} s", ABORT_DEADLINE.as_secs()),
             };
             let cleanup = format!(
-                "no object was created, but an unfinished upload (and the parts sent) may stay on the server, and cost, until removed: `aws s3api list-multipart-uploads --bucket {} --prefix {}` and abort-multipart-upload, or a lifecycle rule that aborts incomplete multipart uploads",
+                "no object was created, but an unfinished upload (and the parts sent) may stay on the server, and cost, until removed: `aws s3api list-multipart-uploads --bucket {}{}` and abort-multipart-upload, or a lifecycle rule that aborts incomplete multipart uploads",
                 self.bucket,
-                self.prefix
+                if self.prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" --prefix {}", self.prefix)
+                }
             );
             if orca_shared::interrupt::interrupted() {
                 return Err(error(
