@@ -273,23 +273,19 @@ pub fn free_timestamped_name(
     now: DateTime<Local>,
     compression: Compression,
 ) -> anyhow::Result<String> {
-    let base = now.format(TIMESTAMP_FORMAT).to_string();
-    for n in 1..=MAX_PER_MINUTE {
-        let stem = if n == 1 {
-            base.clone()
-        } else {
-            format!("{base}-{n}")
+    let mut name = timestamped_name(now, compression);
+    while any_form_exists(dir, &name) {
+        name = match next_in_minute(&name) {
+            Some(next) => next,
+            None => crate::fail!(
+                AlreadyExists,
+                "{MAX_PER_MINUTE} backups named after {} exist in {} already; wait a minute, or give a name with --name",
+                now.format(TIMESTAMP_FORMAT),
+                dir.display()
+            ),
         };
-        let name = format!("{PREFIX}{stem}{}", compression.extension());
-        if !any_form_exists(dir, &name) {
-            return Ok(name);
-        }
     }
-    crate::fail!(
-        AlreadyExists,
-        "{MAX_PER_MINUTE} backups named after {base} exist in {} already; wait a minute, or give a name with --name",
-        dir.display()
-    )
+    Ok(name)
 }
 
 /// The place of a timestamped backup among those of its minute: 1 for

@@ -227,11 +227,8 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     let backups_dir = ctx.config.backups_dir()?;
     let output = match output_given {
         Some(p) => p,
-        None => backups_dir.join(names::free_timestamped_name(
-            &backups_dir,
-            Local::now(),
-            compression,
-        )?),
+        // Taken in this minute: free_output below moves on to `-2`, `-3`...
+        None => backups_dir.join(names::timestamped_name(Local::now(), compression)),
     };
     // An encrypted archive is named so: `.age` after the compression's
     // extension (orca-backup-name leaves it to this step).
