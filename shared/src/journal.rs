@@ -199,6 +199,19 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// Whether the journal at `path` cannot be looked at: its directory is
+/// missing or unreadable (a backups directory on a disk not mounted now,
+/// another user's), so whether it exists is unknown.
+pub fn unseen(path: &Path) -> bool {
+    match path.try_exists() {
+        Ok(true) => false,
+        Err(_) => true,
+        Ok(false) => path
+            .parent()
+            .is_none_or(|dir| std::fs::read_dir(dir).is_err()),
+    }
+}
+
 /// Journals in a backups directory: (path, journal or why it cannot be read).
 pub fn in_dir(dir: &Path) -> Vec<(PathBuf, Result<Journal, String>)> {
     let Ok(rd) = std::fs::read_dir(dir) else {

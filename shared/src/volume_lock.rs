@@ -430,12 +430,7 @@ fn journal_written(f: &Found) -> bool {
         return false;
     };
     let path = std::path::Path::new(j.as_str());
-    match path.try_exists() {
-        Ok(true) | Err(_) => true,
-        Ok(false) => path
-            .parent()
-            .is_none_or(|dir| std::fs::read_dir(dir).is_err()),
-    }
+    path.exists() || crate::journal::unseen(path)
 }
 
 /// Remove the restore lock of `volume` whose process is gone and whose

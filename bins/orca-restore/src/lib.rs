@@ -777,15 +777,11 @@ fn recover(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .find_map(|h| h.journal)
         .map(PathBuf::from)
         .unwrap_or_else(|| journal::path_for(&backups_dir, &volume));
-    if !journal_path.exists()
-        && let Some(dir) = journal_path.parent()
-        && std::fs::read_dir(dir).is_err()
-    {
+    if journal::unseen(&journal_path) {
         fail!(
             RestoreInterrupted,
-            "the restore of volume '{volume}' was interrupted and its journal {} cannot be seen: its directory {} is missing or unreadable (a disk that is not mounted, another user's directory?); make it available, then run this again",
-            journal_path.display(),
-            dir.display()
+            "the restore of volume '{volume}' was interrupted and its journal {} cannot be seen: its directory is missing or unreadable (a disk that is not mounted, another user's directory?); make it available, then run this again",
+            journal_path.display()
         );
     }
     if !journal_path.exists() {
@@ -1247,7 +1243,6 @@ fn safety_encryption(
 /// backups directory), or an error listing them.
 fn the_interrupted_volume(backups_dir: &Path) -> anyhow::Result<String> {
     let mut found: Vec<String> = volume_lock::abandoned_restores().unwrap_or_default();
-    found.dedup();
     for (_, j) in journal::in_dir(backups_dir) {
         if let Ok(j) = j
             && !found.contains(&j.volume)
