@@ -5,10 +5,14 @@
 //! line), and the checks that prove a database starts and reads its data
 //! ([`probe`], what `orca-drill` asks of a restored copy).
 //!
-//! Tools that need a database's help (restore drills today; hot copies and
-//! guarded migrations next) share this crate; a tool's own logic stays in its
-//! own crate.
+//! [`hot`]: a running database's help for a consistent copy (SQL Server's
+//! snapshot freeze, PostgreSQL's backup mode), held by a guard inside the
+//! container that ends it when orca goes away.
+//!
+//! Tools that need a database's help (restore drills, hot copies, guarded
+//! migrations) share this crate; a tool's own logic stays in its own crate.
 
 pub mod container;
 pub mod engine;
+pub mod hot;
 pub mod probe;

@@ -116,6 +116,12 @@ pub struct Config {
     /// silence in a transfer).
     #[serde(deserialize_with = "non_negative")]
     pub remote_timeout_seconds: u64,
+    /// How consistent a copy orca-export makes: auto, hot, stop or live.
+    pub consistency: crate::consistency::Wanted,
+    /// The longest a hot copy may hold the database's writes (SQL Server's
+    /// freeze) or its backup mode, before the guard in the container ends it.
+    #[serde(deserialize_with = "non_negative")]
+    pub max_freeze_seconds: u64,
 }
 
 impl Default for Config {
@@ -136,6 +142,8 @@ impl Default for Config {
             copy_to: Vec::new(),
             s3: S3::default(),
             remote_timeout_seconds: 60,
+            consistency: crate::consistency::Wanted::Auto,
+            max_freeze_seconds: 60,
         }
     }
 }
@@ -157,6 +165,8 @@ const KNOWN_KEYS: &[&str] = &[
     "copy_to",
     "s3",
     "remote_timeout_seconds",
+    "consistency",
+    "max_freeze_seconds",
 ];
 const KNOWN_RETENTION_KEYS: &[&str] = &["max_count", "max_age_days", "keep_named"];
 const KNOWN_ENCRYPTION_KEYS: &[&str] =
@@ -315,6 +325,12 @@ impl Config {
                 config.remote_timeout_seconds,
                 limits::ENGINE_TIMEOUT.0,
                 limits::ENGINE_TIMEOUT.1,
+            ),
+            (
+                "max_freeze_seconds",
+                config.max_freeze_seconds,
+                limits::FREEZE_SECONDS.0,
+                limits::FREEZE_SECONDS.1,
             ),
             (
                 "min_size_warning_mb",

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub enum Consistency {
     /// No running container used the volume: a plain copy of files at rest.
     Offline,
+    /// Copied while the database ran, with its help: SQL Server's snapshot
+    /// freeze or PostgreSQL's backup mode (see [`HotCopy`]).
+    Hot,
     /// The containers were stopped cleanly for the copy and started again.
     Stopped,
     /// A container did not stop within the grace period and was killed: the
@@ -23,6 +26,7 @@ impl Consistency {
     pub fn as_str(self) -> &'static str {
         match self {
             Consistency::Offline => "offline",
+            Consistency::Hot => "hot",
             Consistency::Stopped => "stopped",
             Consistency::Killed => "killed",
             Consistency::Live => "live",
@@ -33,6 +37,7 @@ impl Consistency {
     pub fn from_name(name: &str) -> Option<Consistency> {
         [
             Consistency::Offline,
+            Consistency::Hot,
             Consistency::Stopped,
             Consistency::Killed,
             Consistency::Live,
@@ -43,13 +48,19 @@ impl Consistency {
 
     /// Whether the copy is a consistent one (the `consistent` field).
     pub fn is_consistent(self) -> bool {
-        matches!(self, Consistency::Offline | Consistency::Stopped)
+        matches!(
+            self,
+            Consistency::Offline | Consistency::Hot | Consistency::Stopped
+        )
     }
 
     /// What it means, for people.
     pub fn describe(self) -> &'static str {
         match self {
             Consistency::Offline => "consistent: no database was running on the volume",
+            Consistency::Hot => {
+                "consistent: a hot copy, taken while the database ran, with its help (snapshot freeze or backup mode)"
+            }
             Consistency::Stopped => "consistent: the database was stopped cleanly for the copy",
             Consistency::Killed => {
                 "NOT consistent: the database did not stop in time and was killed; only its crash recovery can use these files"
@@ -71,6 +82,66 @@ impl Consistency {
     }
 }
 
+/// How consistent a copy orca-export is asked for (`--consistency`, config
+/// `consistency`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Wanted {
+    /// Nothing running: a plain copy; a database orca can take a hot copy
+    /// of: hot; anything else: a live copy with a warning.
+    #[default]
+    Auto,
+    /// A hot copy, or nothing (exit 9) when the database cannot give one.
+    Hot,
+    /// Stop the containers for the copy and start them again.
+    Stop,
+    /// Copy while everything runs, without the database's help.
+    Live,
+}
+
+impl Wanted {
+    /// The name in flags, config and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wanted::Auto => "auto",
+            Wanted::Hot => "hot",
+            Wanted::Stop => "stop",
+            Wanted::Live => "live",
+        }
+    }
+}
+
+/// What a hot copy was: in the record and the manifest beside
+/// `consistency: "hot"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HotCopy {
+    /// `sqlserver` or `postgres`.
+    pub engine: String,
+    /// The engine's version as it reported it.
+    #[serde(default)]
+    pub version: String,
+    /// `snapshot-freeze` (SQL Server 2022+) or `backup-mode` (PostgreSQL).
+    pub method: String,
+    /// The database container that helped.
+    pub container: String,
+    /// The databases the copy is consistent for (SQL Server: the user
+    /// databases frozen; PostgreSQL: the whole cluster).
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// How long the database's writes were held, in milliseconds (0 for
+    /// PostgreSQL, whose backup mode never holds them).
+    pub frozen_ms: u64,
+    /// From the start of the freeze or backup mode to its end.
+    #[serde(default)]
+    pub window_ms: u64,
+    /// The longest the guard in the container would have let it last.
+    #[serde(default)]
+    pub max_freeze_seconds: u64,
+    /// PostgreSQL: the WAL segments the archive carries for recovery.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wal_segments: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +150,7 @@ mod tests {
     fn names_round_trip_and_only_two_are_consistent() {
         for c in [
             Consistency::Offline,
+            Consistency::Hot,
             Consistency::Stopped,
             Consistency::Killed,
             Consistency::Live,
@@ -89,6 +161,7 @@ mod tests {
                 serde_json::json!(c.as_str())
             );
         }
+        assert!(Consistency::Hot.is_consistent());
         assert!(!Consistency::Killed.is_consistent());
         assert!(!Consistency::Live.is_consistent());
         assert_eq!(Consistency::from_name("crash"), None);

@@ -50,6 +50,10 @@ pub enum ErrorKind {
     /// The archive named is not a file and no backup of that name is in the
     /// backups directory.
     NoSuchBackup,
+    /// A hot copy could not be made consistent: the database's freeze or
+    /// backup mode could not begin, or ended before the copy was complete
+    /// (its guard's time limit, the link to orca lost). Nothing was kept.
+    HotCopyFailed,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
 }
@@ -161,6 +165,12 @@ pub const TABLE: &[(ErrorKind, u8, &str, &str)] = &[
         "no such backup: the archive named is not a file, nor a backup's name in the backups directory",
     ),
     (
+        ErrorKind::HotCopyFailed,
+        20,
+        "hot_copy_failed",
+        "hot copy failed: the database's freeze or backup mode could not begin or ended before the copy was complete; nothing was kept",
+    ),
+    (
         ErrorKind::Interrupted,
         130,
         "interrupted",
@@ -191,6 +201,7 @@ EXIT STATUS:
     17   remote bucket, directory or backup not found
     18   restore drill failed: the database did not start on the scratch copy, or its checks failed
     19   no such backup: the archive named is not a file, nor a backup's name in the backups directory
+    20   hot copy failed: the database's freeze or backup mode could not begin or ended before the copy was complete; nothing was kept
     130  interrupted (Ctrl-C, SIGTERM)
 Any other non-zero code also means failure. The JSON record on stdout carries
 the same code in error.exit_code and a stable name in error.code.";

@@ -14,6 +14,8 @@ pub const MAX_MIN_SIZE_MB: u64 = 1 << 20;
 pub const MAX_STOP_SECONDS: u64 = 86_400;
 /// The range of `engine_timeout_seconds`.
 pub const ENGINE_TIMEOUT: (u64, u64) = (1, 3_600);
+/// `max_freeze_seconds`: a freeze of writes longer than an hour is an outage.
+pub const FREEZE_SECONDS: (u64, u64) = (1, 3_600);
 
 /// Whether `value` is in `min..=max`, as a message naming it when not.
 pub fn check(what: &str, value: u64, min: u64, max: u64) -> Result<(), String> {

@@ -110,6 +110,10 @@ pub struct Manifest {
     /// recorded it: see [`Manifest::consistency`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<crate::consistency::Consistency>,
+    /// For a hot copy: the engine, the method, the databases covered and how
+    /// long writes were held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot: Option<crate::consistency::HotCopy>,
     /// orca-backup's version.
     pub toolkit_version: String,
     /// The Docker engine's version.
@@ -352,6 +356,7 @@ mod tests {
             containers: vec![],
             consistent: true,
             consistency: None,
+            hot: None,
             toolkit_version: "0.1.0".into(),
             docker_version: "28".into(),
             verification: None,

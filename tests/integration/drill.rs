@@ -28,13 +28,41 @@ macro_rules! need_postgres {
 
 /// A running PostgreSQL on its own volume, with a database `app` holding
 /// `rows` rows in `public.t` and 3 in `public.small`; removed on drop.
-struct Pg {
-    vol: TestVolume,
-    name: String,
+pub(crate) struct Pg {
+    pub(crate) vol: TestVolume,
+    pub(crate) name: String,
 }
 
 impl Pg {
-    fn start(rows: u32) -> Pg {
+    /// PostgreSQL started on an existing volume (a restored copy), ready.
+    pub(crate) fn on_volume(volume: &str) -> Pg {
+        let name = unique("orca-test-pgdb");
+        let mount = format!("{volume}:/var/lib/postgresql/data");
+        let label = format!("{TEST_LABEL}=true");
+        docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            &label,
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            POSTGRES_IMAGE,
+        ]);
+        let pg = Pg {
+            vol: TestVolume {
+                name: volume.to_string(),
+            },
+            name,
+        };
+        pg.wait_ready();
+        pg
+    }
+
+    pub(crate) fn start(rows: u32) -> Pg {
         let vol = TestVolume::named(&unique("orca-test-pg"));
         let name = unique("orca-test-pgdb");
         let mount = format!("{}:/var/lib/postgresql/data", vol.name);
@@ -80,7 +108,7 @@ impl Pg {
         }
     }
 
-    fn psql(&self, db: &str, sql: &str) -> String {
+    pub(crate) fn psql(&self, db: &str, sql: &str) -> String {
         docker_ok(&[
             "exec",
             "-u",

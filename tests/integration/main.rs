@@ -21,6 +21,7 @@ mod export;
 mod first_hour;
 mod foundation;
 mod hardening;
+mod hot;
 mod prune;
 mod restore;
 mod scripts;

@@ -12,6 +12,7 @@
 //! The pieces: [`pargz`] (parallel single-member gzip), [`sink`] (hashing,
 //! threaded file writer), and [`export`] tying them to docker.
 
+pub mod hot;
 pub mod pargz;
 pub mod sink;
 
@@ -24,7 +25,7 @@ use anyhow::Context;
 use chrono::{Local, Utc};
 use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
-use orca_shared::consistency::Consistency;
+use orca_shared::consistency::{Consistency, HotCopy, Wanted};
 use orca_shared::docker::{self, ContainerRef, HelperContainer, StoppedContainers, VolumeInfo};
 use orca_shared::engine::{self, ArchiveReader, Mode};
 use orca_shared::fsutil::{self, AtomicFile, DirLock};
@@ -45,8 +46,9 @@ use crate::sink::{FileSink, HashingWriter, ThreadedWriter};
 /// on stdin (flags win); without them it finds the Orca volume and writes a
 /// timestamped backup in the backups directory. Adds "size_bytes", "size",
 /// "sha256", "compression", "compression_level", "uncompressed_bytes",
-/// "entries", "duration_ms", "in_use_by", "stopped_containers", "consistent"
-/// and "consistency" (offline, stopped, killed or live).
+/// "entries", "duration_ms", "in_use_by", "stopped_containers", "consistent",
+/// "consistency" (offline, hot, stopped, killed or live) and, for a hot copy,
+/// "hot" (engine, method, databases, frozen_ms).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -70,12 +72,16 @@ pub struct Cli {
     #[arg(long)]
     pub overwrite: bool,
 
-    /// Stop the containers using the volume for a consistent copy, and start them again afterwards
+    /// How to copy a volume a running container uses: auto (hot when the database can, else live), hot (the database's snapshot freeze or backup mode, or nothing), stop, live [default: config consistency, else auto]
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub consistency: Option<Wanted>,
+
+    /// Same as --consistency stop: stop the containers using the volume for the copy, and start them again afterwards
     #[arg(long)]
     pub stop: bool,
 
-    /// With --stop: also stop a container started with --rm, accepting that stopping deletes it
-    #[arg(long, requires = "stop")]
+    /// With --consistency stop: also stop a container started with --rm, accepting that stopping deletes it
+    #[arg(long)]
     pub allow_autoremove: bool,
 
     /// A description to keep in the backup's manifest
@@ -129,8 +135,10 @@ pub struct ExportOptions {
     pub encryption: Option<std::sync::Arc<orca_shared::crypt::Recipients>>,
     /// Whether replacing an existing archive is allowed.
     pub overwrite: bool,
-    /// Stop containers using the volume during the copy.
-    pub stop: bool,
+    /// How to copy a volume that running containers use.
+    pub consistency: Wanted,
+    /// The longest a hot copy may hold the database's writes or backup mode.
+    pub max_freeze: std::time::Duration,
     /// Accept that stopping a `--rm` container deletes it.
     pub allow_autoremove: bool,
     /// Take the volume's export lock (false when the caller holds its restore lock).
@@ -169,8 +177,10 @@ pub struct ExportReport {
     pub in_use_by: Vec<ContainerRef>,
     /// Containers stopped for the copy (and started again).
     pub stopped_containers: Vec<ContainerRef>,
-    /// A consistent copy (offline, or a clean stop).
+    /// A consistent copy (offline, hot, or a clean stop).
     pub consistent: bool,
+    /// What the hot copy was, for one.
+    pub hot: Option<HotCopy>,
     /// The checksum file written beside the archive.
     pub checksum_path: PathBuf,
     /// The manifest written beside the archive.
@@ -271,6 +281,23 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         cli.tags
     };
     let tags = clean_tags(tags)?;
+    let record_stop = ctx.record.bool("stop")?.unwrap_or(false);
+    let consistency = match (cli.consistency, cli.stop || record_stop) {
+        (Some(w), true) if w != Wanted::Stop => fail!(
+            Usage,
+            "--stop means --consistency stop; it cannot go with --consistency {}",
+            w.as_str()
+        ),
+        (Some(w), _) => w,
+        (None, true) => Wanted::Stop,
+        (None, false) => ctx.config.consistency,
+    };
+    if cli.allow_autoremove && consistency != Wanted::Stop {
+        fail!(
+            Usage,
+            "--allow-autoremove goes with --stop (or --consistency stop)"
+        );
+    }
     let opts = ExportOptions {
         volume,
         output,
@@ -278,7 +305,8 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         level: level as i32,
         encryption,
         overwrite,
-        stop: cli.stop || ctx.record.bool("stop")?.unwrap_or(false),
+        consistency,
+        max_freeze: std::time::Duration::from_secs(ctx.config.max_freeze_seconds),
         allow_autoremove: cli.allow_autoremove,
         lock: true,
         helper_image: ctx.config.helper_image.clone(),
@@ -315,6 +343,9 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     rec.set("stopped_containers", &report.stopped_containers);
     rec.set("consistent", report.consistent);
     rec.set("consistency", report.consistency.as_str());
+    if let Some(h) = &report.hot {
+        rec.set("hot", h);
+    }
     rec.set("manifest_path", paths::utf8(&report.manifest_path)?);
     if let Some(d) = &opts.description {
         rec.set("description", d);
@@ -429,7 +460,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     // on the volume as one we may stop (a later run restarts only those that
     // stopped after the lock was taken).
     let _volume_lock = if opts.lock {
-        let may_stop = if opts.stop {
+        let may_stop = if opts.consistency == Wanted::Stop {
             docker::containers_using(&opts.volume)?
         } else {
             Vec::new()
@@ -456,19 +487,24 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     }
     let in_use_by = docker::containers_using(&opts.volume)?;
     let active: Vec<&ContainerRef> = in_use_by.iter().filter(|c| c.is_active()).collect();
+    let how = if active.is_empty() {
+        How::Offline
+    } else {
+        choose(opts, &active)?
+    };
     let mut stopped = StoppedContainers::none();
-    if !active.is_empty() {
-        if opts.stop {
-            stopped = StoppedContainers::stop(&in_use_by, opts.allow_autoremove)?;
-        } else {
+    match &how {
+        How::Stop => stopped = StoppedContainers::stop(&in_use_by, opts.allow_autoremove)?,
+        How::Live(why) => {
             let names: Vec<&str> = active.iter().map(|c| c.name.as_str()).collect();
             eprintln!(
-                "{}: warning: container(s) {} are running on volume '{}': this is a live copy of SQL Server's files and may not be consistent; pass --stop for a consistent copy",
+                "{}: warning: container(s) {} are running on volume '{}': this is a live copy of the database's files and may not be consistent{why}; pass --stop for a consistent copy",
                 opts.tool,
                 names.join(", "),
                 opts.volume
             );
         }
+        How::Offline | How::Hot(_) => {}
     }
     interrupt::check()?;
 
@@ -479,33 +515,41 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         .try_clone()
         .with_context(|| format!("cannot write {}", archive.temp_path().display()))?;
     let estimate = estimate_size(&volume_info);
-    let shown = Progress::new(&format!("exporting {}", opts.volume), estimate);
-    let streamed = stream_to(
-        &helper,
-        file,
-        opts.compression,
-        opts.level,
-        opts.encryption.as_deref(),
-        &shown,
-    )
-    .with_context(|| {
-        format!(
-            "cannot export volume '{}' to {}",
-            opts.volume,
-            requested.display()
-        )
-    })?;
-    shown.finish();
+    let (streamed, hot_copy) = match &how {
+        How::Hot(hot) => {
+            let (target, plan) = &**hot;
+            let (s, h) = hot_stream(opts, &helper, file, target, plan, &requested, estimate)?;
+            (s, Some(h))
+        }
+        _ => {
+            let shown = Progress::new(&format!("exporting {}", opts.volume), estimate);
+            let s = stream_to(
+                &helper,
+                file,
+                opts.compression,
+                opts.level,
+                opts.encryption.as_deref(),
+                &shown,
+            )
+            .with_context(|| {
+                format!(
+                    "cannot export volume '{}' to {}",
+                    opts.volume,
+                    requested.display()
+                )
+            })?;
+            shown.finish();
+            (s, None)
+        }
+    };
 
     // The copy is done: give the database back before flushing to disk.
-    let consistency = if active.is_empty() {
-        Consistency::Offline
-    } else if !opts.stop {
-        Consistency::Live
-    } else if stopped.killed().is_empty() {
-        Consistency::Stopped
-    } else {
-        Consistency::Killed
+    let consistency = match &how {
+        How::Offline => Consistency::Offline,
+        How::Hot(_) => Consistency::Hot,
+        How::Live(_) => Consistency::Live,
+        How::Stop if stopped.killed().is_empty() => Consistency::Stopped,
+        How::Stop => Consistency::Killed,
     };
     let consistent = consistency.is_consistent();
     let restarted = stopped.restart();
@@ -546,6 +590,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
             .collect(),
         consistent,
         consistency: Some(consistency),
+        hot: hot_copy.clone(),
         toolkit_version: env!("CARGO_PKG_VERSION").to_string(),
         docker_version,
         verification: None,
@@ -651,9 +696,263 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportReport> {
         in_use_by,
         stopped_containers,
         consistent,
+        hot: hot_copy,
         checksum_path,
         manifest_path,
     })
+}
+
+/// How the volume is copied.
+enum How {
+    /// Nothing runs on it.
+    Offline,
+    /// With the database's help.
+    Hot(Box<(orca_databases::hot::Target, orca_databases::hot::Plan)>),
+    /// Its containers stopped for the copy.
+    Stop,
+    /// While everything runs (why, for the warning: `""` or `" (...)"`).
+    Live(String),
+}
+
+/// How running containers on the volume are dealt with, from
+/// `--consistency`; a SQL Server left frozen by an orca run that is gone is
+/// thawed on the way, whatever was asked.
+fn choose(opts: &ExportOptions, active: &[&ContainerRef]) -> anyhow::Result<How> {
+    use orca_databases::engine::{Engine, detect};
+    use orca_databases::hot::{self, Target};
+    let limit = engine::timeouts()
+        .request
+        .max(std::time::Duration::from_secs(30));
+    let mut targets = Vec::new();
+    for c in active {
+        let Some(d) = docker::container_details(&c.id)? else {
+            continue;
+        };
+        let engine = detect(&d.image, &d.env);
+        let target = Target {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            image: d.image.clone(),
+            env: d.env.clone(),
+            mount_point: d
+                .volume_mounts
+                .get(&opts.volume)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        targets.push((target, engine));
+    }
+    // Stale freezes first, in every mode: a frozen server cannot write, nor
+    // stop cleanly.
+    let mut planned = Vec::new();
+    for (t, engine) in &targets {
+        let wants_plan = matches!(opts.consistency, Wanted::Auto | Wanted::Hot)
+            && matches!(engine, Some(Engine::Sqlserver | Engine::Postgres));
+        if wants_plan || *engine == Some(Engine::Sqlserver) {
+            let p = hot::plan(t, limit)?;
+            if let Some(note) = &p.thawed_stale {
+                eprintln!("{}: {note}", opts.tool);
+            }
+            planned.push((t.clone(), p.plan));
+        }
+    }
+    match opts.consistency {
+        Wanted::Stop => return Ok(How::Stop),
+        Wanted::Live => return Ok(How::Live(String::new())),
+        Wanted::Auto | Wanted::Hot => {}
+    }
+    let names: Vec<&str> = active.iter().map(|c| c.name.as_str()).collect();
+    let why: String = if active.len() > 1 {
+        format!(
+            "more than one running container uses it ({}): a hot copy needs the database to be the only one",
+            names.join(", ")
+        )
+    } else {
+        match planned.into_iter().next() {
+            Some((t, Ok(plan))) => return Ok(How::Hot(Box::new((t, plan)))),
+            Some((t, Err(why))) => format!("container '{}' cannot give a hot copy: {why}", t.name),
+            None => format!(
+                "container '{}' runs no database orca knows how to take a hot copy of (SQL Server 2022+, PostgreSQL)",
+                names.first().copied().unwrap_or_default()
+            ),
+        }
+    };
+    if opts.consistency == Wanted::Hot {
+        fail!(
+            VolumeInUse,
+            "--consistency hot: no hot copy of volume '{}' is possible: {why}; nothing was written (pass --stop for a consistent copy, or --consistency live)",
+            opts.volume
+        );
+    }
+    Ok(How::Live(format!(" ({why})")))
+}
+
+/// The hot copy: the volume's stream spooled while the database helps,
+/// then compressed (and for PostgreSQL completed) into the archive.
+fn hot_stream(
+    opts: &ExportOptions,
+    helper: &HelperContainer,
+    file: File,
+    target: &orca_databases::hot::Target,
+    plan: &orca_databases::hot::Plan,
+    requested: &Path,
+    estimate: Option<u64>,
+) -> anyhow::Result<(Streamed, HotCopy)> {
+    use orca_databases::hot::{self as dbhot, Plan};
+    let limit = engine::timeouts()
+        .request
+        .max(std::time::Duration::from_secs(60));
+    let mut spool = hot::Spool::create(requested, opts.encryption.is_some())?;
+    let spool_path = spool.path().to_path_buf();
+    let mut writer = spool.writer()?;
+    let what = match plan {
+        Plan::SqlServer { .. } => "writes held",
+        Plan::Postgres { .. } => "backup mode",
+    };
+    let shown = Progress::new(&format!("copying {} ({what})", opts.volume), estimate);
+    let mut held = dbhot::begin(target, plan, opts.max_freeze, limit)?;
+    orca_shared::testpoint::point("hot-frozen");
+    let mut source = ArchiveReader::open(
+        helper.id(),
+        &format!("{}/.", docker::MOUNT_PATH),
+        Mode::Interruptible,
+    )?;
+    let mut first = true;
+    loop {
+        interrupt::check()?;
+        held.check()?;
+        let chunk = match source.next_chunk() {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                interrupt::check()?;
+                held.check()?;
+                if let Some(err) = engine::engine_error_of(&e) {
+                    return Err(err);
+                }
+                return Err(e).context("cannot read the volume's stream from Docker");
+            }
+        };
+        if let Err(e) = writer.write_all(&chunk) {
+            source.abort();
+            let real = writer.finish().err().unwrap_or(e);
+            return Err(real)
+                .with_context(|| format!("cannot write the spool {}", spool_path.display()));
+        }
+        shown.add(chunk.len() as u64);
+        if streamed_once(&mut first) {
+            orca_shared::testpoint::point("hot-spooling");
+        }
+    }
+    drop(source);
+    writer
+        .finish()
+        .and_then(hot::SpoolSink::finish)
+        .with_context(|| format!("cannot write the spool {}", spool_path.display()))?;
+    orca_shared::testpoint::point("hot-spooled");
+    let ended = held.end(limit)?;
+    shown.finish();
+
+    let shown = Progress::new(&format!("compressing {}", opts.volume), estimate);
+    let mut enc = Encoding::new(
+        opts.compression,
+        opts.level,
+        file,
+        opts.encryption.as_deref(),
+        &shown,
+    )?;
+    let reader = spool.reader()?;
+    match plan {
+        Plan::SqlServer { .. } => {
+            let mut reader = reader;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                interrupt::check()?;
+                let n = reader
+                    .read(&mut buf)
+                    .with_context(|| format!("cannot read the spool {}", spool_path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                enc.feed(&buf[..n])?;
+            }
+        }
+        Plan::Postgres {
+            data_dir,
+            wal_segment_size,
+            ..
+        } => {
+            let under = |name: &str| {
+                if data_dir.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{data_dir}/{name}")
+                }
+            };
+            let wal_dir = under("pg_wal/");
+            let dropped = [
+                under("postmaster.pid"),
+                under("postmaster.opts"),
+                under("backup_label"),
+                under("tablespace_map"),
+            ];
+            let pg_version = under("PG_VERSION");
+            let mut owner = (0u64, 0u64);
+            hot::rewrite(
+                reader,
+                |seen| {
+                    if seen.path == pg_version {
+                        owner = (
+                            hot::header_number(seen.header, 108..116),
+                            hot::header_number(seen.header, 116..124),
+                        );
+                    }
+                    let in_wal = seen.path.starts_with(&wal_dir) && seen.typeflag != b'5';
+                    !(in_wal || dropped.iter().any(|d| d == seen.path))
+                },
+                |b| {
+                    interrupt::check()?;
+                    enc.feed(b)
+                },
+            )?;
+            let now = Utc::now().timestamp().max(0) as u64;
+            for extra in &ended.extra {
+                enc.feed(&hot::file_entry(
+                    &extra.path,
+                    &extra.contents,
+                    0o600,
+                    owner.0,
+                    owner.1,
+                    now,
+                )?)?;
+            }
+            for wal in &ended.wal {
+                interrupt::check()?;
+                let f = hot::fetch(helper, wal)?;
+                if f.contents.len() as u64 != *wal_segment_size {
+                    fail!(
+                        HotCopyFailed,
+                        "the hot copy of container '{}' failed: WAL segment {wal} holds {} bytes, not {wal_segment_size}; nothing was kept",
+                        target.name,
+                        f.contents.len()
+                    );
+                }
+                enc.feed(&hot::file_entry(
+                    wal,
+                    &f.contents,
+                    f.mode,
+                    f.uid,
+                    f.gid,
+                    f.mtime,
+                )?)?;
+            }
+            enc.feed(&[0u8; 1024])?;
+        }
+    }
+    drop(spool);
+    let streamed = enc.finish()?;
+    shown.finish();
+    Ok((streamed, ended.info))
 }
 
 /// The forms of the backup name of `output` that exist (itself first when
@@ -823,6 +1122,62 @@ impl Encoder {
             Encoder::Zstd(w) => w.finish()?.finish()?.finish(),
             Encoder::Plain(w) => w.finish()?.finish(),
         }
+    }
+}
+
+/// The archive being written: compression (and encryption) on all cores,
+/// the tar stream checked as it passes.
+pub struct Encoding<'a> {
+    encoder: Encoder,
+    scanner: Scanner<()>,
+    shown: &'a Progress,
+}
+
+impl<'a> Encoding<'a> {
+    /// Start writing into `file`.
+    pub fn new(
+        compression: Compression,
+        level: i32,
+        file: File,
+        encryption: Option<&orca_shared::crypt::Recipients>,
+        shown: &'a Progress,
+    ) -> anyhow::Result<Encoding<'a>> {
+        Ok(Encoding {
+            encoder: Encoder::new(compression, level, file, encryption)
+                .context("cannot start compressing")?,
+            scanner: Scanner::new(()),
+            shown,
+        })
+    }
+
+    /// The next bytes of the tar stream.
+    pub fn feed(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        if let Err(e) = self.scanner.feed(chunk) {
+            fail!(Failure, "the volume's tar stream is damaged: {e}");
+        }
+        self.encoder
+            .write_all(chunk)
+            .context("cannot write the archive")?;
+        self.shown.add(chunk.len() as u64);
+        Ok(())
+    }
+
+    /// The stream is complete: finish the archive.
+    pub fn finish(self) -> anyhow::Result<Streamed> {
+        let (summary, ()) = self.scanner.finish();
+        let summary = summary.map_err(|e| {
+            err!(
+                Failure,
+                "the volume's stream from Docker ended early ({e}); is the Docker engine still running?"
+            )
+        })?;
+        let sink = self.encoder.finish().context("cannot write the archive")?;
+        let (_file, sha256, size) = sink.finish();
+        Ok(Streamed {
+            summary,
+            sha256,
+            size,
+        })
     }
 }
 

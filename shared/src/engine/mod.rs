@@ -313,6 +313,16 @@ fn runtime() -> &'static Runtime {
     })
 }
 
+/// Run `fut` in the background on the engine's runtime: a session held open
+/// with a process in a container (its reader, writer and heartbeat).
+pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    runtime().spawn(fut)
+}
+
 /// Cancelled on the first Ctrl-C; interruptible calls watch it.
 fn cancel_token() -> &'static CancellationToken {
     interrupt::cancel_token()

@@ -9,7 +9,14 @@
 //!   `/opt/mssql-tools18/bin/sqlcmd` answers like sqlcmd from files in the
 //!   volume (`standin-databases`, `standin-tables`, `standin-corrupt`,
 //!   `standin-password`) and appends its arguments and `SQLCMDPASSWORD` to
-//!   `/tmp/sqlcmd.log`.
+//!   `/tmp/sqlcmd.log`. For hot copies it honours SQL Server 2022's snapshot
+//!   freeze (`SUSPEND_FOR_SNAPSHOT_BACKUP = ON/OFF`, the `SERVERPROPERTY`s
+//!   and `sys.dm_server_suspend_status`), in `-Q` and in batches on stdin;
+//!   `STANDIN_MAJOR=15` makes it a SQL Server 2019, which has no freeze.
+//!   With `standin-writer` in the volume, `sqlservr` runs a writer that
+//!   writes a counter to `data/orca.ldf` and then `data/orca.mdf`, and waits
+//!   while frozen; `/tmp/freeze.log` records each freeze and thaw with the
+//!   counter at that moment.
 
 use std::process::Command;
 use std::sync::OnceLock;
@@ -19,7 +26,7 @@ use crate::{TEST_LABEL, docker, docker_with_input};
 /// The real PostgreSQL image.
 pub const POSTGRES_IMAGE: &str = "orca-test-postgres:15";
 /// The SQL Server stand-in.
-pub const MSSQL_STANDIN_IMAGE: &str = "orca-test-mssql-standin:2";
+pub const MSSQL_STANDIN_IMAGE: &str = "orca-test-mssql-standin:3";
 
 /// Make sure [`POSTGRES_IMAGE`] exists (building it takes a minute or two,
 /// once); `None` (skip loudly) when it cannot be built here, or a panic when
@@ -65,6 +72,26 @@ if [ ! -f /var/opt/mssql/data/master.mdf ]; then
 fi
 echo "SQL Server is starting (stand-in)."
 sleep 2
+if [ -f /var/opt/mssql/standin-writer ]; then
+    # A database's writes: the log, then the data file, with the same
+    # counter; none while frozen (paused-at says where it stopped).
+    (
+        n=$(cat /var/opt/mssql/data/orca.mdf 2>/dev/null || echo 0)
+        while :; do
+            if [ -e /tmp/frozen ]; then
+                echo "$n" > /tmp/paused-at
+                sleep 0.02
+                continue
+            fi
+            rm -f /tmp/paused-at
+            n=$((n + 1))
+            echo "$n" > /var/opt/mssql/data/orca.ldf
+            sleep 0.01
+            echo "$n" > /var/opt/mssql/data/orca.mdf
+            echo "$n" > /tmp/written
+        done
+    ) &
+fi
 touch /tmp/ready
 echo "SQL Server is now ready for client connections (stand-in)."
 exec sleep 3600
@@ -80,11 +107,13 @@ const SQLCMD: &str = r#"#!/bin/sh
 } >> /tmp/sqlcmd.log
 q=""
 prev=""
+banner=""
 for a in "$@"; do
     if [ "$prev" = "-Q" ]; then q="$a"; fi
+    if [ "$a" = "-?" ]; then banner=1; fi
     prev="$a"
 done
-if [ -z "$q" ]; then
+if [ -n "$banner" ]; then
     echo "Microsoft (R) SQL Server Command Line Tool (stand-in)"
     exit 0
 fi
@@ -97,19 +126,62 @@ if [ -n "$want" ] && [ "$SQLCMDPASSWORD" != "$want" ]; then
     echo "Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : Login failed for user 'sa'.."
     exit 1
 fi
-case "$q" in
-    *"SELECT 1"*) echo 1 ;;
-    *sys.master_files*) echo /var/opt/mssql/data/master.mdf ;;
-    *sys.databases*) cat /var/opt/mssql/standin-databases ;;
-    *"DBCC CHECKDB"*)
-        if [ -f /var/opt/mssql/standin-corrupt ]; then
-            cat /var/opt/mssql/standin-corrupt
-            exit 1
-        fi
-        ;;
-    *sys.tables*) cat /var/opt/mssql/standin-tables ;;
-    *) echo "stand-in sqlcmd: unexpected query: $q"; exit 1 ;;
-esac
+major=${STANDIN_MAJOR:-16}
+frozen() { [ -e /tmp/frozen ]; }
+run() {
+    case "$1" in
+        *"SUSPEND_FOR_SNAPSHOT_BACKUP = ON"*)
+            if [ "$major" -lt 16 ]; then
+                echo "Msg 102, Level 15, State 1, Server standin, Line 1"
+                echo "Incorrect syntax near 'SUSPEND_FOR_SNAPSHOT_BACKUP'."
+                return 1
+            fi
+            rm -f /tmp/paused-at
+            touch /tmp/frozen
+            i=0
+            while [ -f /var/opt/mssql/standin-writer ] && [ ! -f /tmp/paused-at ] && [ $i -lt 100 ]; do
+                sleep 0.02
+                i=$((i + 1))
+            done
+            echo "freeze $(date +%s) $(cat /tmp/paused-at 2>/dev/null)" >> /tmp/freeze.log
+            ;;
+        *"SUSPEND_FOR_SNAPSHOT_BACKUP = OFF"*)
+            if frozen; then
+                echo "thaw $(date +%s) $(cat /tmp/paused-at 2>/dev/null)" >> /tmp/freeze.log
+                rm -f /tmp/frozen
+            fi
+            ;;
+        *ProductMajorVersion*) echo "ORCA|version|$major|$major.0.4135.4" ;;
+        *IsServerSuspendedForSnapshotBackup*)
+            if [ "$major" -ge 16 ] && frozen; then echo "ORCA|state|1|1"; else echo "ORCA|state|0|0"; fi
+            ;;
+        *sys.dm_server_suspend_status*) if frozen; then echo "ORCA|db|Orca"; fi ;;
+        *"SELECT 1"*) echo 1 ;;
+        *sys.master_files*) echo /var/opt/mssql/data/master.mdf ;;
+        *sys.databases*) cat /var/opt/mssql/standin-databases ;;
+        *"DBCC CHECKDB"*)
+            if [ -f /var/opt/mssql/standin-corrupt ]; then
+                cat /var/opt/mssql/standin-corrupt
+                return 1
+            fi
+            ;;
+        *sys.tables*) cat /var/opt/mssql/standin-tables ;;
+        *) echo "stand-in sqlcmd: unexpected query: $1"; return 1 ;;
+    esac
+}
+if [ -n "$q" ]; then
+    run "$q"
+    exit $?
+fi
+# Batches on stdin, each ended by GO, until end of file.
+batch=""
+while IFS= read -r line; do
+    case "$line" in
+        GO|go) run "$batch"; batch="" ;;
+        *) batch="$batch $line" ;;
+    esac
+done
+exit 0
 "#;
 
 /// Make sure [`MSSQL_STANDIN_IMAGE`] exists (from the host's static busybox).

@@ -110,6 +110,16 @@ impl EngineProxy {
         });
     }
 
+    /// Cut every connection open through the proxy now (the engine
+    /// connection lost: a cable pulled, a VPN gone).
+    pub fn cut(&self) {
+        if let Ok(mut h) = self.held.lock() {
+            for s in h.drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
     /// The request lines seen so far.
     pub fn requests(&self) -> Vec<String> {
         self.seen.lock().expect("seen").clone()
@@ -200,6 +210,9 @@ fn handle(mut client: UnixStream, ctx: Shared) {
             let Ok(mut up) = UnixStream::connect(&ctx.upstream) else {
                 return;
             };
+            // Every connection can be cut (see EngineProxy::cut).
+            hold(&client);
+            hold(&up);
             if up.write_all(&head).is_err() {
                 return;
             }
