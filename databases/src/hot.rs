@@ -245,7 +245,7 @@ thaw() {
     esac
 }
 trap 'thaw signal; exit 1' TERM INT HUP
-printf 'ALTER SERVER CONFIGURATION SET SUSPEND_FOR_SNAPSHOT_BACKUP = ON (MODE = COPY_ONLY);\nGO\n' >&3
+printf 'USE master; CHECKPOINT; USE msdb; CHECKPOINT;\nALTER SERVER CONFIGURATION SET SUSPEND_FOR_SNAPSHOT_BACKUP = ON (MODE = COPY_ONLY);\nGO\n' >&3
 ok=""
 s=""
 while [ $(( $(date +%s) - start )) -lt 30 ]; do

@@ -243,6 +243,25 @@ fn a_sql_server_freeze_gives_files_that_agree_and_shows_no_password() {
     let list = env.run("orca-list", &[]).ok();
     let entry = &list["backups"][0];
     assert_eq!(entry["consistency"], "hot", "{list}");
+    assert_eq!(entry["hot"]["method"], "snapshot-freeze", "{list}");
+}
+
+#[test]
+fn the_workflow_takes_a_hot_copy_and_says_so() {
+    need_docker!();
+    let vol = sql_volume();
+    let _db = Standin::start(&vol, &[]);
+    let env = env();
+    let run = crate::scripts::backup(&env, &["--volume", &vol.name, "--name", "hot-flow"]);
+    let stderr = run.stderr.clone();
+    let rec = run.ok();
+    assert_eq!(rec["consistency"], "hot");
+    assert_eq!(rec["verified"], true);
+    assert!(
+        stderr.contains("  Copy: hot (SQL Server's snapshot freeze, writes held "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("live copy"), "{stderr}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ fn repo() -> &'static Path {
 }
 
 /// Run scripts/orca-backup.sh with the built binaries and this env.
-fn backup(env: &Env, args: &[&str]) -> Run {
+pub(crate) fn backup(env: &Env, args: &[&str]) -> Run {
     Run::from_output(
         Command::new(repo().join("scripts/orca-backup.sh"))
             .args(args)
@@ -47,6 +47,8 @@ fn assert_report(stderr: &str, path: &str) {
         "{}",
         lines[at + 2]
     );
+    // How the files were copied (no container runs on these volumes).
+    assert_eq!(lines[at + 3], "  Copy: offline");
 }
 
 #[test]

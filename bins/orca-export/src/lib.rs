@@ -749,7 +749,21 @@ fn choose(opts: &ExportOptions, active: &[&ContainerRef]) -> anyhow::Result<How>
         let wants_plan = matches!(opts.consistency, Wanted::Auto | Wanted::Hot)
             && matches!(engine, Some(Engine::Sqlserver | Engine::Postgres));
         if wants_plan || *engine == Some(Engine::Sqlserver) {
-            let p = hot::plan(t, limit)?;
+            // Asking the database is part of the hot copy: when it cannot
+            // be asked, there is no hot copy, and the other modes go on.
+            let p = match hot::plan(t, limit) {
+                Ok(p) => p,
+                Err(e) => {
+                    orca_shared::interrupt::check()?;
+                    if !wants_plan {
+                        eprintln!("{}: warning: {e:#}", opts.tool);
+                    }
+                    hot::Planned {
+                        plan: Err(format!("orca could not ask it ({e:#})")),
+                        thawed_stale: None,
+                    }
+                }
+            };
             if let Some(note) = &p.thawed_stale {
                 eprintln!("{}: {note}", opts.tool);
             }

@@ -123,6 +123,9 @@ pub struct Listed {
     /// How the files were copied: offline, hot, stopped, killed, live
     /// (null without a manifest).
     pub consistency: Option<orca_shared::consistency::Consistency>,
+    /// For a hot copy: the engine, the method, the databases, `frozen_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hot: Option<orca_shared::consistency::HotCopy>,
     /// Latest verification result, if one was recorded.
     pub verified: Option<bool>,
     /// When that was.
@@ -196,6 +199,7 @@ fn listed(b: &Found) -> anyhow::Result<Listed> {
         tags: m.map(|m| m.tags.clone()).unwrap_or_default(),
         consistent: m.map(|m| m.consistent),
         consistency: m.map(|m| m.consistency()),
+        hot: m.and_then(|m| m.hot.clone()),
         verified: v.map(|v| v.verified),
         verified_at: v.map(|v| v.verified_at.clone()),
         failed_checks: v.map(|v| v.failed_checks.clone()).unwrap_or_default(),

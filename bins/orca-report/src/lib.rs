@@ -114,6 +114,9 @@ pub fn main() -> ExitCode {
     eprintln!("✅ Backup complete!");
     eprintln!("  Path: {path}");
     eprintln!("  Size: {size}");
+    if let Some(line) = consistency_line(&record) {
+        eprintln!("  Copy: {line}");
+    }
     let content_checked = record
         .get("checks")
         .and_then(|c| c.as_array())
@@ -193,6 +196,22 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
+}
+
+/// How the files were copied, for the summary: `hot (SQL Server's snapshot
+/// freeze, writes held 0.2 s)`, `stopped`...
+fn consistency_line(record: &orca_shared::record::Record) -> Option<String> {
+    let c = record.str("consistency").ok().flatten()?;
+    let Some(hot) = record.get("hot").filter(|_| c == "hot") else {
+        return Some(c.to_string());
+    };
+    let engine = hot.get("engine").and_then(|e| e.as_str()).unwrap_or("");
+    let frozen = hot.get("frozen_ms").and_then(|v| v.as_u64()).unwrap_or(0) as f64 / 1000.0;
+    Some(match engine {
+        "sqlserver" => format!("hot (SQL Server's snapshot freeze, writes held {frozen:.1} s)"),
+        "postgres" => "hot (PostgreSQL's backup mode, writes never held)".to_string(),
+        other => format!("hot ({other})"),
+    })
 }
 
 fn clap_complete_generate(shell: clap_complete::Shell, cmd: &mut clap::Command) {
