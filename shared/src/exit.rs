@@ -54,6 +54,12 @@ pub enum ErrorKind {
     /// backup mode could not begin, or ended before the copy was complete
     /// (its guard's time limit, the link to orca lost). Nothing was kept.
     HotCopyFailed,
+    /// orca-guard: the guarded command or a check failed (or was ended); the
+    /// database was restored to the backup taken before it.
+    GuardRestored,
+    /// orca-guard: the guarded command or a check failed and the database was
+    /// left as it was (`--keep-on-failure`).
+    GuardFailed,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
 }
@@ -171,6 +177,18 @@ pub const TABLE: &[(ErrorKind, u8, &str, &str)] = &[
         "hot copy failed: the database's freeze or backup mode could not begin or ended before the copy was complete; nothing was kept",
     ),
     (
+        ErrorKind::GuardRestored,
+        21,
+        "command_failed_restored",
+        "orca-guard: the command or a check failed; the database was restored to the backup taken before it",
+    ),
+    (
+        ErrorKind::GuardFailed,
+        22,
+        "command_failed",
+        "orca-guard: the command or a check failed; the database was left as it was (--keep-on-failure)",
+    ),
+    (
         ErrorKind::Interrupted,
         130,
         "interrupted",
@@ -202,6 +220,8 @@ EXIT STATUS:
     18   restore drill failed: the database did not start on the scratch copy, or its checks failed
     19   no such backup: the archive named is not a file, nor a backup's name in the backups directory
     20   hot copy failed: the database's freeze or backup mode could not begin or ended before the copy was complete; nothing was kept
+    21   orca-guard: the command or a check failed; the database was restored to the backup taken before it
+    22   orca-guard: the command or a check failed; the database was left as it was (--keep-on-failure)
     130  interrupted (Ctrl-C, SIGTERM)
 Any other non-zero code also means failure. The JSON record on stdout carries
 the same code in error.exit_code and a stable name in error.code.";

@@ -22,6 +22,10 @@ static CRITICAL: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
 /// What quitting at once means now: exit code, the failed record, a message.
 static QUIT: Mutex<Option<(i32, String, String)>> = Mutex::new(None);
 static NEXT_CRITICAL: AtomicUsize = AtomicUsize::new(0);
+/// While set, signals are counted for a child process to be told (see
+/// [`defer`]) instead of interrupting this one.
+static DEFERRING: AtomicBool = AtomicBool::new(false);
+static DEFERRED: AtomicUsize = AtomicUsize::new(0);
 
 /// Install the handler (once per process; later calls do nothing).
 pub fn install() {
@@ -29,6 +33,15 @@ pub fn install() {
         return;
     }
     let result = ctrlc::set_handler(|| {
+        if DEFERRING.load(Ordering::SeqCst) {
+            let n = DEFERRED.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == 1 {
+                eprintln!(
+                    "interrupted: passing it on to the command and waiting for it to end (interrupt twice more to kill it)"
+                );
+            }
+            return;
+        }
         let n = SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
             eprintln!(
@@ -65,6 +78,30 @@ pub fn install() {
     if let Err(e) = result {
         eprintln!("warning: cannot install the interrupt handler: {e}");
     }
+}
+
+/// While the returned value lives, Ctrl-C, SIGTERM and SIGHUP do not
+/// interrupt this process: they are counted ([`deferred`]) for it to pass on
+/// to a child it waits for (orca-guard's command), and it goes on with its
+/// own work once the child has ended.
+pub fn defer() -> Deferring {
+    DEFERRED.store(0, Ordering::SeqCst);
+    DEFERRING.store(true, Ordering::SeqCst);
+    Deferring(())
+}
+
+/// See [`defer`]; signals interrupt again when dropped.
+pub struct Deferring(());
+
+impl Drop for Deferring {
+    fn drop(&mut self) {
+        DEFERRING.store(false, Ordering::SeqCst);
+    }
+}
+
+/// How many signals arrived since [`defer`].
+pub fn deferred() -> usize {
+    DEFERRED.load(Ordering::SeqCst)
 }
 
 /// A token cancelled on the first interrupt, for async work to watch (the

@@ -28,6 +28,7 @@ pub const TOOLS: &[&str] = &[
     "orca-restore",
     "orca-list",
     "orca-copy",
+    "orca-guard",
 ];
 
 /// The path of a built binary.

@@ -94,7 +94,7 @@ impl Pg {
         pg
     }
 
-    fn wait_ready(&self) {
+    pub(crate) fn wait_ready(&self) {
         let t = Instant::now();
         while !docker(&["exec", "-u", "postgres", &self.name, "pg_isready", "-q"])
             .status

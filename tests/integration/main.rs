@@ -20,6 +20,7 @@ mod engine;
 mod export;
 mod first_hour;
 mod foundation;
+mod guard;
 mod hardening;
 mod hot;
 mod prune;
