@@ -3,8 +3,11 @@
 #
 #   find -> name -> export -> verify -> (drill) -> (copy) -> (prune) -> report
 #
-# Prints the report on stderr and the final JSON record on stdout; exits with
-# the code of the step that failed first (see README: exit codes).
+# Checks its arguments, builds the tools when needed (from this repository),
+# then runs `orca-backup`, the native binary that runs every step in one
+# process (the step-by-step tools and their pipe do the same, one process
+# each). Prints the report on stderr and the final JSON record on stdout;
+# exits with the code of the step that failed first (see README: exit codes).
 set -uo pipefail
 
 usage() {
@@ -48,6 +51,7 @@ with cargo when needed); else the orca-* tools on PATH.
 USAGE
 }
 
+args=("$@")
 find_args=() name_args=() export_args=() verify_args=() copy_args=(--if-configured) drill=0 drill_args=() common=() prune=(--only-if-auto-cleanup)
 bad() { echo "orca-backup.sh: $*; see scripts/orca-backup.sh --help" >&2; exit 2; }
 # The value of an option that takes one: `--name X` or `--name=X`. A value
@@ -114,7 +118,7 @@ while [ $# -gt 0 ]; do
     shift "$shift_by"
 done
 
-tools=(orca-find-volume orca-backup-name orca-export orca-verify orca-drill orca-copy orca-prune orca-report)
+tools=(orca-backup)
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [ -n "${ORCA_BIN_DIR:-}" ]; then
@@ -156,22 +160,7 @@ for t in "${tools[@]}"; do
         exit 1
     fi
 done
-# ${a[@]+"${a[@]}"}: empty arrays under `set -u` in bash 3.2 (macOS) too.
 run() { local t="$1"; shift; if [ -n "$bin" ]; then "$bin/$t" "$@"; else "$t" "$@"; fi; }
-# The drill step, or a step that passes the record on.
-drill_step() {
-    if [ "$drill" = 1 ]; then
-        run orca-drill ${common[@]+"${common[@]}"} ${verify_args[@]+"${verify_args[@]}"} ${drill_args[@]+"${drill_args[@]}"}
-    else
-        cat
-    fi
-}
-
-run orca-find-volume ${common[@]+"${common[@]}"} ${find_args[@]+"${find_args[@]}"} </dev/null \
-    | run orca-backup-name ${common[@]+"${common[@]}"} ${name_args[@]+"${name_args[@]}"} \
-    | run orca-export ${common[@]+"${common[@]}"} ${export_args[@]+"${export_args[@]}"} \
-    | run orca-verify ${common[@]+"${common[@]}"} ${verify_args[@]+"${verify_args[@]}"} \
-    | drill_step \
-    | run orca-copy ${common[@]+"${common[@]}"} ${copy_args[@]+"${copy_args[@]}"} \
-    | run orca-prune ${common[@]+"${common[@]}"} ${prune[@]+"${prune[@]}"} \
-    | run orca-report
+# The arguments as given: orca-backup takes the same ones (checked above, so
+# a mistake is answered here, with this script's help).
+run orca-backup ${args[@]+"${args[@]}"} </dev/null

@@ -123,6 +123,44 @@ impl Ctx {
     }
 }
 
+/// Run one tool's library code in this process on `ctx`'s record, as if it
+/// were run as `tool args...` in a pipe (orca-backup, orca-guard): its
+/// messages carry its name, its flags are parsed as its own.
+pub fn run_step<A: clap::Parser>(
+    ctx: &mut Ctx,
+    tool: &'static str,
+    args: Vec<String>,
+    run: fn(A, &mut Ctx) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let cli = A::try_parse_from(std::iter::once(tool.to_string()).chain(args))
+        .map_err(|e| crate::err!(Usage, "{tool}: {}", exit::one_line(&e.to_string())))?;
+    let outer = std::mem::replace(&mut ctx.tool, tool);
+    let r = run(cli, ctx).and_then(|()| interrupt::check());
+    ctx.tool = outer;
+    r
+}
+
+/// Start a tool that runs others in-process (orca-backup, orca-guard):
+/// the interrupt handler, the config, the engine's deadlines; `None` after
+/// printing the failed record when the config cannot be loaded.
+pub fn context(tool: &'static str, common: &CommonArgs) -> Result<Ctx, ExitCode> {
+    interrupt::install();
+    let loaded = match Config::load(common.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return Err(fail(tool, Record::new(), &e)),
+    };
+    loaded.print_warnings(tool);
+    crate::engine::configure(loaded.config.timeouts());
+    Ok(Ctx {
+        tool,
+        record: Record::new(),
+        source: Source::Fresh,
+        config: loaded.config.clone(),
+        loaded,
+        stdout_text: None,
+    })
+}
+
 /// Run a tool: `fn main() -> ExitCode { app::main::<Cli>("orca-x", orca_x::run) }`.
 pub fn main<A: ToolArgs>(
     tool: &'static str,
@@ -218,7 +256,8 @@ pub fn fail(tool: &str, mut record: Record, err: &anyhow::Error) -> ExitCode {
     ExitCode::from(kind.exit_code())
 }
 
-fn clap_failure(tool: &str, e: clap::Error) -> ExitCode {
+/// A flag error: clap's explanation on stderr, a failed record (exit 2).
+pub fn clap_failure(tool: &str, e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind as K;
     match e.kind() {
         K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand => {

@@ -29,6 +29,7 @@ pub const TOOLS: &[&str] = &[
     "orca-list",
     "orca-copy",
     "orca-guard",
+    "orca-backup",
 ];
 
 /// The path of a built binary.

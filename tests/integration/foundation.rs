@@ -76,8 +76,12 @@ fn bad_stdin_is_a_usage_error_naming_the_problem() {
 fn a_failed_record_passes_through_unchanged_with_its_code() {
     let env = Env::new();
     let failed = r#"{"success":false,"error":{"code":"volume_not_found","message":"gone","exit_code":4,"step":"orca-find-volume"},"extra":[1]}"#;
-    // orca-guard reads no record: it runs a command, not a pipeline step.
-    for tool in TOOLS.iter().filter(|t| **t != "orca-guard") {
+    // orca-guard and orca-backup read no record: they run steps, they are
+    // not one.
+    for tool in TOOLS
+        .iter()
+        .filter(|t| !matches!(**t, "orca-guard" | "orca-backup"))
+    {
         // The tools that start a pipeline read a record only when told (`-`).
         let args: &[&str] = if matches!(*tool, "orca-find-volume" | "orca-list") {
             &["-"]

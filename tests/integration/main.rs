@@ -27,3 +27,4 @@ mod prune;
 mod restore;
 mod scripts;
 mod verify;
+mod workflow;

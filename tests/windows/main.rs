@@ -499,3 +499,62 @@ fn the_windows_build_copies_to_s3_and_restores_from_it() {
     let d = listing::diff(&listing::of_volume(&vol.name), &listing::of_volume(&target));
     assert!(d.is_empty(), "{}", d.join("\n"));
 }
+
+#[test]
+fn the_windows_build_guards_a_command_that_fails_and_puts_the_volume_back() {
+    let bins = need_wine!();
+    let _relay = relay(&bins, "docker_engine");
+    let home = tempfile::tempdir().unwrap();
+    let vol = TestVolume::named(&unique("orca-test-win-guard"));
+    vol.sh("mkdir -p /v/data && echo before > /v/data/Orca.mdf && echo log > /v/data/Orca_log.ldf");
+    let before = listing::of_volume(&vol.name);
+    // The "migration": replace the volume's contents (a restore of another
+    // archive, with the Windows build), then fail.
+    let other = TestVolume::named(&unique("orca-test-win-other"));
+    other.sh("echo migrated > /v/changed.txt");
+    let other_archive = home.path().join("other.tar.gz");
+    export_run(&Env::new(), &other.name, &other_archive, &[]).ok();
+    let migration = format!(
+        "{} {} --volume {} --no-safety-backup & exit 3",
+        z(&bins.join("orca-restore.exe")),
+        z(&other_archive),
+        vol.name
+    );
+    let run = Run::from_output(
+        wine(
+            &bins,
+            home.path(),
+            "orca-guard",
+            &[
+                "--volume",
+                &vol.name,
+                "--name",
+                "win-guard",
+                "--",
+                "cmd",
+                "/C",
+                &migration,
+            ],
+        )
+        .output()
+        .unwrap(),
+    );
+    let rec = run.fails_saying(21, "exit code 3");
+    assert_eq!(rec["guard"]["restored"], true, "{rec}");
+    assert_eq!(rec["guard"]["command_result"]["exit_code"], 3);
+    let kept = rec["guard"]["failed_state"].as_str().unwrap().to_string();
+    assert!(kept.starts_with("Z:\\"), "{kept}");
+    let d = listing::diff(&before, &listing::of_volume(&vol.name));
+    assert!(
+        d.is_empty(),
+        "the volume was not put back: {}",
+        d.join("\n")
+    );
+    // The failed state was kept: it holds what the command left.
+    let kept_unix = kept.trim_start_matches("Z:").replace('\\', "/");
+    let names = Command::new("tar")
+        .args(["-tzf", &kept_unix])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&names.stdout).contains("changed.txt"));
+}

@@ -31,7 +31,7 @@ use orca_shared::app::{CommonArgs, Ctx};
 use orca_shared::consistency::Wanted;
 use orca_shared::exit::ErrorKind;
 use orca_shared::record::Record;
-use orca_shared::{err, fail, interrupt};
+use orca_shared::{fail, interrupt};
 use serde::Serialize;
 
 /// Run a migration with the database backed up first, and put the backup
@@ -224,25 +224,7 @@ pub fn shown(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// Run one tool's library code in this process on `ctx`'s record.
-fn step<A: Parser>(
-    ctx: &mut Ctx,
-    tool: &'static str,
-    args: Vec<String>,
-    run: fn(A, &mut Ctx) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let cli = A::try_parse_from(std::iter::once(tool.to_string()).chain(args)).map_err(|e| {
-        err!(
-            Usage,
-            "{tool}: {}",
-            orca_shared::exit::one_line(&e.to_string())
-        )
-    })?;
-    let outer = std::mem::replace(&mut ctx.tool, tool);
-    let r = run(cli, ctx);
-    ctx.tool = outer;
-    r
-}
+use orca_shared::app::run_step as step;
 
 /// The options of the backups both steps take.
 struct BackupArgs {

@@ -68,10 +68,16 @@ pub fn main() -> ExitCode {
         clap_complete_generate(shell, &mut cmd);
         return ExitCode::SUCCESS;
     }
-    let mut record = match Record::from_stdin(false) {
+    let record = match Record::from_stdin(false) {
         Ok((r, _)) => r,
         Err(e) => return orca_shared::app::fail(TOOL, Record::new(), &e),
     };
+    finish(record, &cli.message)
+}
+
+/// Print the report of `record` on stderr and the record on stdout (with
+/// `message` on success); the exit code is the failed step's, or 0.
+pub fn finish(mut record: Record, message: &str) -> ExitCode {
     if let Some(code) = record.failure_exit_code() {
         let message = record
             .get("error")
@@ -190,7 +196,7 @@ pub fn main() -> ExitCode {
             orca_shared::progress::seed_size(freed)
         );
     }
-    record.set("message", &cli.message);
+    record.set("message", message);
     record.set_success();
     match record.write_stdout() {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,321 @@
+//! `orca-backup`: the whole backup workflow as one native command.
+//!
+//! find -> name -> export -> verify -> (drill) -> (copy) -> (prune) -> report,
+//! by each tool's library code in this one process, passing the record from
+//! step to step exactly as the pipe of the step-by-step tools does: the same
+//! flags as `scripts/orca-backup.sh` (which now runs this), the same final
+//! record on stdout, the same report on stderr, and the exit code of the
+//! first step that failed. No bytes pass between processes, so no shell
+//! re-encodes them (Windows PowerShell 5.1 does, between native programs).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use orca_shared::app::{CommonArgs, Ctx, run_step};
+use orca_shared::consistency::Wanted;
+use orca_shared::names::Compression;
+use orca_shared::{exit, interrupt};
+
+/// Back up the Orca database volume in one command: find it, name the backup,
+/// export it (a hot copy when the database can give one), verify it, and
+/// optionally drill it, copy it off the machine and prune old backups.
+///
+/// Prints the report on stderr and the final JSON record on stdout; exits
+/// with the code of the step that failed first (0 when all passed).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// A named backup: orca-db-NAME.tar.gz [default: timestamped]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Back up this volume instead of searching for Orca's
+    #[arg(long, value_name = "NAME")]
+    pub volume: Option<String>,
+
+    /// Replace an existing backup of the same name
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Stop SQL Server during the copy (consistent), start it again after (--consistency stop)
+    #[arg(long)]
+    pub stop: bool,
+
+    /// How to copy a volume a running container uses: auto (a hot copy when the database can give one, else a live copy with a warning), hot, stop, live [default: config consistency, else auto]
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub consistency: Option<Wanted>,
+
+    /// Compression [default: config, else gzip]
+    #[arg(long, value_enum)]
+    pub compression: Option<Compression>,
+
+    /// Apply the retention policy after a verified backup
+    #[arg(long)]
+    pub auto_cleanup: bool,
+
+    /// Keep a description in the backup's manifest
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+
+    /// Tag the backup (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// Encrypt (age) to the recipients in config (encryption.recipients)
+    #[arg(long)]
+    pub encrypt: bool,
+
+    /// Encrypt to this age or SSH public key (repeatable)
+    #[arg(long = "recipient", short = 'r', value_name = "KEY")]
+    pub recipients: Vec<String>,
+
+    /// Encrypt to the recipients listed in this file
+    #[arg(long, value_name = "PATH")]
+    pub recipients_file: Option<PathBuf>,
+
+    /// Encrypt with a passphrase ($ORCA_PASSPHRASE_FILE, else asked)
+    #[arg(long)]
+    pub passphrase: bool,
+
+    /// Let the verify and drill steps open the encrypted backup (repeatable)
+    #[arg(long = "identity", short = 'i', value_name = "PATH")]
+    pub identities: Vec<PathBuf>,
+
+    /// Start the database on a scratch copy of the new backup and check it (orca-drill) before copying and pruning
+    #[arg(long)]
+    pub drill: bool,
+
+    /// The drill's image (implies --drill) [default: the database container's]
+    #[arg(long, value_name = "IMAGE")]
+    pub drill_image: Option<String>,
+
+    /// The drill's environment, KEY=VALUE lines (implies --drill)
+    #[arg(long, value_name = "PATH")]
+    pub drill_env_file: Option<PathBuf>,
+
+    /// The drill's check, run inside the container (implies --drill)
+    #[arg(long, value_name = "CMD")]
+    pub drill_probe: Option<String>,
+
+    /// Where the drill's image keeps its data (implies --drill)
+    #[arg(long, value_name = "PATH")]
+    pub drill_mount_point: Option<String>,
+
+    /// How long the database may take to start, in seconds (implies --drill)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub drill_timeout: Option<u64>,
+
+    /// Copy the verified backup to s3://bucket[/prefix] or a directory (repeatable) [default: copy_to in config]
+    #[arg(long = "copy-to", value_name = "URL")]
+    pub copy_to: Vec<String>,
+
+    /// Flags every orca tool has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// The step arguments, as the workflow script passes them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Steps {
+    /// orca-find-volume.
+    pub find: Vec<String>,
+    /// orca-backup-name.
+    pub name: Vec<String>,
+    /// orca-export.
+    pub export: Vec<String>,
+    /// orca-verify.
+    pub verify: Vec<String>,
+    /// orca-drill, when it runs.
+    pub drill: Option<Vec<String>>,
+    /// orca-copy.
+    pub copy: Vec<String>,
+    /// orca-prune.
+    pub prune: Vec<String>,
+}
+
+/// Each step's arguments from the workflow's flags (values as
+/// `--flag=VALUE`, so none can be read as a flag).
+pub fn steps(cli: &Cli) -> Result<Steps, String> {
+    let mut s = Steps::default();
+    if let Some(v) = &cli.volume {
+        s.find.push(format!("--volume={v}"));
+    }
+    if let Some(n) = &cli.name {
+        s.name.push(format!("--name={n}"));
+    }
+    if cli.overwrite {
+        s.name.push("--overwrite".into());
+    }
+    if let Some(c) = cli.compression {
+        s.name.push(format!("--compression={}", c.as_str()));
+    }
+    match (cli.consistency, cli.stop) {
+        (Some(w), true) if w != Wanted::Stop => {
+            return Err(format!(
+                "--stop means --consistency stop; it cannot go with --consistency {}",
+                w.as_str()
+            ));
+        }
+        (Some(w), _) => s.export.push(format!("--consistency={}", w.as_str())),
+        (None, true) => s.export.push("--stop".into()),
+        (None, false) => {}
+    }
+    if let Some(d) = &cli.description {
+        s.export.push(format!("--description={d}"));
+    }
+    for t in &cli.tags {
+        s.export.push(format!("--tag={t}"));
+    }
+    if cli.encrypt {
+        s.export.push("--encrypt".into());
+    }
+    for r in &cli.recipients {
+        s.export.push(format!("--recipient={r}"));
+    }
+    if let Some(f) = &cli.recipients_file {
+        s.export.push(format!("--recipients-file={}", f.display()));
+    }
+    if cli.passphrase {
+        s.export.push("--passphrase".into());
+    }
+    for i in &cli.identities {
+        s.verify.push(format!("--identity={}", i.display()));
+    }
+    let mut drill = Vec::new();
+    if let Some(v) = &cli.drill_image {
+        drill.push(format!("--image={v}"));
+    }
+    if let Some(v) = &cli.drill_env_file {
+        drill.push(format!("--env-file={}", v.display()));
+    }
+    if let Some(v) = &cli.drill_probe {
+        drill.push(format!("--probe={v}"));
+    }
+    if let Some(v) = &cli.drill_mount_point {
+        drill.push(format!("--mount-point={v}"));
+    }
+    if let Some(v) = cli.drill_timeout {
+        drill.push(format!("--timeout={v}"));
+    }
+    if cli.drill || !drill.is_empty() {
+        let mut d = s.verify.clone();
+        d.extend(drill);
+        s.drill = Some(d);
+    }
+    s.copy.push("--if-configured".into());
+    for u in &cli.copy_to {
+        s.copy.push(format!("--to={u}"));
+    }
+    if !cli.auto_cleanup {
+        s.prune.push("--only-if-auto-cleanup".into());
+    }
+    Ok(s)
+}
+
+const TOOL: &str = "orca-backup";
+
+/// Run the workflow: parse the flags, run every step, report.
+pub fn main() -> ExitCode {
+    let command = Cli::command()
+        .after_help(exit::EXIT_STATUS_HELP)
+        .name(TOOL)
+        .bin_name(TOOL);
+    let parsed = command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(c) => c,
+        Err(e) => return orca_shared::app::clap_failure(TOOL, e),
+    };
+    if let Some(shell) = cli.common.completions {
+        let mut cmd = Cli::command().name(TOOL).bin_name(TOOL);
+        clap_complete::generate(shell, &mut cmd, TOOL, &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    let mut ctx = match orca_shared::app::context(TOOL, &cli.common) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = workflow(&cli, &mut ctx) {
+        let kind = exit::kind_of(&e);
+        let message = exit::message_of(&e, kind);
+        let step = ctx.tool;
+        eprintln!("{step}: {message}");
+        ctx.record.set_failure(kind, &message, step);
+    }
+    orca_report::finish(ctx.record, "Backup created successfully")
+}
+
+/// One step; on failure `ctx.tool` names it.
+fn go<A: Parser>(
+    ctx: &mut Ctx,
+    tool: &'static str,
+    args: Vec<String>,
+    run: fn(A, &mut Ctx) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let r = interrupt::check().and_then(|()| run_step(ctx, tool, args, run));
+    if r.is_err() {
+        ctx.tool = tool;
+    }
+    r
+}
+
+/// Every step in turn on one record; the first failure ends it, naming its
+/// step (`ctx.tool` is left at the step that failed).
+pub fn workflow(cli: &Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let s = steps(cli).map_err(|why| orca_shared::err!(Usage, "{why}"))?;
+    go(ctx, "orca-find-volume", s.find, orca_find_volume::run)?;
+    go(ctx, "orca-backup-name", s.name, orca_backup_name::run)?;
+    go(ctx, "orca-export", s.export, orca_export::run)?;
+    go(ctx, "orca-verify", s.verify, orca_verify::run)?;
+    if let Some(d) = s.drill {
+        go(ctx, "orca-drill", d, orca_drill::run)?;
+    }
+    go(ctx, "orca-copy", s.copy, orca_copy::run)?;
+    go(ctx, "orca-prune", s.prune, orca_prune::run)?;
+    ctx.tool = TOOL;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("orca-backup").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn the_steps_get_the_scripts_arguments() {
+        let s = steps(&parse(&[
+            "--name=-odd",
+            "--volume=v",
+            "--stop",
+            "--tag",
+            "a",
+            "--drill-timeout",
+            "30",
+            "--identity",
+            "k.txt",
+            "--copy-to",
+            "s3://b/p",
+            "--auto-cleanup",
+        ]))
+        .unwrap();
+        assert_eq!(s.find, vec!["--volume=v"]);
+        assert_eq!(s.name, vec!["--name=-odd"]);
+        assert_eq!(s.export, vec!["--stop", "--tag=a"]);
+        assert_eq!(s.verify, vec!["--identity=k.txt"]);
+        assert_eq!(
+            s.drill,
+            Some(vec!["--identity=k.txt".to_string(), "--timeout=30".into()])
+        );
+        assert_eq!(s.copy, vec!["--if-configured", "--to=s3://b/p"]);
+        assert!(s.prune.is_empty());
+        let plain = steps(&parse(&[])).unwrap();
+        assert_eq!(plain.prune, vec!["--only-if-auto-cleanup"]);
+        assert_eq!(plain.drill, None);
+        assert!(steps(&parse(&["--stop", "--consistency", "hot"])).is_err());
+    }
+}
