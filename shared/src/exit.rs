@@ -234,6 +234,11 @@ impl ErrorKind {
             .expect("every ErrorKind has a row in TABLE")
     }
 
+    /// The kind an exit code stands for (another orca tool's).
+    pub fn from_exit_code(code: u8) -> Option<ErrorKind> {
+        TABLE.iter().find(|row| row.1 == code).map(|row| row.0)
+    }
+
     /// The process exit code.
     pub fn exit_code(self) -> u8 {
         self.row().1

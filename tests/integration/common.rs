@@ -30,6 +30,7 @@ pub const TOOLS: &[&str] = &[
     "orca-copy",
     "orca-guard",
     "orca-backup",
+    "orca-schedule",
 ];
 
 /// The path of a built binary.

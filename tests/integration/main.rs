@@ -25,6 +25,7 @@ mod hardening;
 mod hot;
 mod prune;
 mod restore;
+mod schedule;
 mod scripts;
 mod verify;
 mod workflow;

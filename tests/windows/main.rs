@@ -558,3 +558,41 @@ fn the_windows_build_guards_a_command_that_fails_and_puts_the_volume_back() {
         .unwrap();
     assert!(String::from_utf8_lossy(&names.stdout).contains("changed.txt"));
 }
+
+#[test]
+fn the_windows_build_runs_the_whole_workflow_into_a_non_ascii_path() {
+    let bins = need_wine!();
+    let _relay = relay(&bins, "docker_engine");
+    let parent = tempfile::tempdir().unwrap();
+    // A user name with letters Windows PowerShell 5.1 would mangle in a pipe.
+    let home = parent.path().join("Jürgen Ørsted-Łukasz");
+    std::fs::create_dir_all(&home).unwrap();
+    let vol = TestVolume::named(&unique("orca-test-win-flow"));
+    vol.fill_sql_like(2 << 20, 5);
+    std::fs::write(home.join("config.json"), r#"{"min_size_warning_mb": 0}"#).unwrap();
+    let run = Run::from_output(
+        wine(
+            &bins,
+            &home,
+            "orca-backup",
+            &["--volume", &vol.name, "--name", "ünïcode"],
+        )
+        .output()
+        .unwrap(),
+    );
+    let stderr = run.stderr.clone();
+    let rec = run.ok();
+    assert!(stderr.contains("Backup complete"), "{stderr}");
+    // What `orca-backup | ConvertFrom-Json` gives a PowerShell script.
+    assert_eq!(rec["success"], true);
+    assert_eq!(rec["message"], "Backup created successfully");
+    assert!(rec["size_bytes"].as_u64().unwrap() > 0);
+    assert!(rec["size"].as_str().unwrap().ends_with(" MB"));
+    assert_eq!(rec["verified"], true);
+    let path = rec["backup_path"].as_str().unwrap();
+    assert_eq!(
+        path,
+        z(&home.join("backups").join("orca-db-ünïcode.tar.gz"))
+    );
+    assert!(home.join("backups").join("orca-db-ünïcode.tar.gz").exists());
+}

@@ -110,6 +110,10 @@ pub struct Cli {
     #[arg(long = "copy-to", value_name = "URL")]
     pub copy_to: Vec<String>,
 
+    /// Run as schedule NAME (what orca-schedule writes into entries): keep the final record as the schedule's last result, and skip when the schedule's previous run still runs
+    #[arg(long, value_name = "NAME")]
+    pub schedule: Option<String>,
+
     /// Flags every orca tool has.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -237,6 +241,30 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // A scheduled run: one at a time per schedule.
+    let _running = match &cli.schedule {
+        Some(name) => match schedule::claim(name) {
+            Ok(Some(lock)) => Some(lock),
+            Ok(None) => {
+                eprintln!(
+                    "{TOOL}: schedule '{name}' is still running its previous backup: this run is skipped"
+                );
+                ctx.record.set("skipped", true);
+                ctx.record.set(
+                    "message",
+                    "Skipped: the previous run of this schedule is still running",
+                );
+                schedule::keep_result(name, &ctx.record, 0, true);
+                ctx.record.set_success();
+                let _ = ctx.record.write_stdout();
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                return orca_shared::app::fail(TOOL, ctx.record, &e);
+            }
+        },
+        None => None,
+    };
     if let Err(e) = workflow(&cli, &mut ctx) {
         let kind = exit::kind_of(&e);
         let message = exit::message_of(&e, kind);
@@ -244,7 +272,64 @@ pub fn main() -> ExitCode {
         eprintln!("{step}: {message}");
         ctx.record.set_failure(kind, &message, step);
     }
+    if let Some(name) = &cli.schedule {
+        let code = ctx.record.failure_exit_code().unwrap_or(0);
+        schedule::keep_result(name, &ctx.record, code, false);
+    }
     orca_report::finish(ctx.record, "Backup created successfully")
+}
+
+/// What a scheduled run keeps: its last result, and its lock.
+pub mod schedule {
+    use std::fs::File;
+    use std::path::PathBuf;
+
+    use orca_shared::record::Record;
+
+    fn dir() -> anyhow::Result<PathBuf> {
+        Ok(orca_shared::paths::base_dir()?.join("schedules"))
+    }
+
+    /// The schedule's lock, or `None` when its previous run holds it.
+    pub fn claim(name: &str) -> anyhow::Result<Option<File>> {
+        let d = dir()?;
+        orca_shared::paths::ensure_private_dir(&d)?;
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(d.join(format!("{name}.lock")))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+
+    /// Keep the run's outcome as the schedule's last result
+    /// (`<base>/schedules/NAME.last.json`, read by orca-schedule list and
+    /// orca-list); a failure to write it is a warning.
+    pub fn keep_result(name: &str, record: &Record, code: u8, skipped: bool) {
+        let last = serde_json::json!({
+            "at": chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            "exit_code": code,
+            "success": code == 0,
+            "skipped": skipped,
+            "backup_path": record.get("backup_path"),
+            "error": record.get("error").and_then(|e| e.get("message")),
+        });
+        let r = dir().and_then(|d| {
+            orca_shared::fsutil::write_atomic(
+                &d.join(format!("{name}.last.json")),
+                &serde_json::to_vec_pretty(&last)?,
+            )
+        });
+        if let Err(e) = r {
+            eprintln!(
+                "orca-backup: warning: cannot keep this run's result for schedule '{name}': {e:#}"
+            );
+        }
+    }
 }
 
 /// One step; on failure `ctx.tool` names it.

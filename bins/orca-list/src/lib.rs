@@ -438,6 +438,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     rec.set("backups", &listed);
     rec.set("incomplete", &incomplete);
     rec.set("interrupted_restores", &interrupted);
+    rec.set("schedules", orca_schedule::summaries());
     rec.set("warnings", &warnings);
     if !failed.is_empty() {
         fail!(
