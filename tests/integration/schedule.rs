@@ -201,7 +201,7 @@ fn a_passphrase_in_a_schedule_is_refused() {
         "--",
         "--passphrase",
     ])
-    .fails_saying(2, "use recipients");
+    .fails_saying(2, "encrypt to recipients instead");
     s.run(&["install", "--every", "7m", "--scheduler", "cron"])
         .fails_saying(2, "cron cannot run something every 7m");
     s.run(&["install", "--name", "bad name", "--daily", "01:00"])
