@@ -2,7 +2,7 @@
 # command you can run yourself.
 
 BIN := target/release
-TOOLS := orca-find-volume orca-backup-name orca-export orca-verify orca-prune orca-restore orca-list orca-report
+TOOLS := orca-find-volume orca-backup-name orca-export orca-verify orca-prune orca-restore orca-list orca-report orca-copy orca-drill orca-keygen orca-guard orca-backup orca-schedule
 SHELLS := bash zsh fish powershell
 
 .PHONY: build backup verify prune list restore test test-clean demo bench completions

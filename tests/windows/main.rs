@@ -596,3 +596,61 @@ fn the_windows_build_runs_the_whole_workflow_into_a_non_ascii_path() {
     );
     assert!(home.join("backups").join("orca-db-ünïcode.tar.gz").exists());
 }
+
+#[test]
+fn the_windows_build_installs_a_schedule_with_wines_schtasks() {
+    let bins = need_wine!();
+    let home = tempfile::tempdir().unwrap();
+    let prefix = std::env::var_os("WINEPREFIX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".wine"));
+    let name = format!("win{}", &unique_hex10()[..6]);
+    let task = prefix.join(format!("drive_c/windows/system32/tasks/orca-backup/{name}"));
+    let run = Run::from_output(
+        wine(
+            &bins,
+            home.path(),
+            "orca-schedule",
+            &[
+                "install",
+                "--name",
+                &name,
+                "--daily",
+                "02:30",
+                "--",
+                "--compression",
+                "zstd",
+            ],
+        )
+        .output()
+        .unwrap(),
+    );
+    let rec = run.ok();
+    assert_eq!(rec["scheduler"], "schtasks");
+    let command = rec["command"].as_array().unwrap();
+    assert!(
+        command[0].as_str().unwrap().ends_with("orca-backup.exe"),
+        "{rec}"
+    );
+    // Wine's Task Scheduler parsed the XML and registered the task.
+    assert!(task.exists(), "no task at {}", task.display());
+    let stored = std::fs::read(&task).unwrap();
+    let text = if stored.starts_with(&[0xFF, 0xFE]) {
+        String::from_utf16_lossy(
+            &stored[2..]
+                .chunks(2)
+                .map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        String::from_utf8_lossy(&stored).into_owned()
+    };
+    assert!(text.contains("StartWhenAvailable"), "{text}");
+    let removed = Run::from_output(
+        wine(&bins, home.path(), "orca-schedule", &["remove", &name])
+            .output()
+            .unwrap(),
+    );
+    removed.ok();
+    assert!(!task.exists(), "the task is still registered");
+}
