@@ -15,7 +15,7 @@
 //! thaws it when orca says so, when its link to orca goes away (end of
 //! file: orca ended or was killed, the engine connection was cut; or no
 //! heartbeat for [`SILENCE`]), when `max_freeze_seconds` have passed, or
-//! when it is signalled. It leaves `/tmp/orca-freeze/guard.pid` while it
+//! when it is signalled. It leaves `/tmp/orca-freeze/held/pid` while it
 //! may hold a freeze; [`plan`] thaws a server still frozen under the mark
 //! of a guard that is gone. Passwords reach the clients in their own
 //! environment variables (`SQLCMDPASSWORD`, `PGPASSWORD`), never on a
@@ -32,6 +32,9 @@ use crate::engine::{Engine, SQLCMD_PATHS, sa_password};
 /// How long the guard goes on without hearing from orca before it takes
 /// the link as lost (orca's heartbeat comes every second).
 pub const SILENCE: Duration = Duration::from_secs(5);
+
+/// The longest PostgreSQL's backup mode may last.
+pub const POSTGRES_MAX: Duration = Duration::from_secs(86_400);
 
 /// The container a hot copy is asked of.
 #[derive(Clone, Debug)]
@@ -171,7 +174,7 @@ __FIND_SHELL__
 q() { "$S" -S localhost -U sa $C -b -h -1 -W -Q "SET NOCOUNT ON; $1" 2>&1 | tr -d '\r'; }
 state() { q "SELECT 'ORCA|state|' + ISNULL(CAST(SERVERPROPERTY('IsServerSuspendedForSnapshotBackup') AS varchar(10)), '0')"; }
 q "SELECT 'ORCA|version|' + CAST(SERVERPROPERTY('ProductMajorVersion') AS varchar(20)) + '|' + CAST(SERVERPROPERTY('ProductVersion') AS varchar(40))"
-m=/tmp/orca-freeze/guard.pid
+m=/tmp/orca-freeze/held/pid
 if [ -f "$m" ]; then
     pid=$(cat "$m" 2>/dev/null)
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
@@ -181,11 +184,11 @@ if [ -f "$m" ]; then
             *"ORCA|state|1"*)
                 q "ALTER SERVER CONFIGURATION SET SUSPEND_FOR_SNAPSHOT_BACKUP = OFF" >/dev/null
                 case "$(state)" in
-                    *"ORCA|state|0"*) echo "ORCA|stale-thawed|$pid"; rm -f "$m" ;;
+                    *"ORCA|state|0"*) echo "ORCA|stale-thawed|$pid"; rm -rf /tmp/orca-freeze/held ;;
                     *) echo "ORCA|stale-frozen|$pid" ;;
                 esac
                 ;;
-            *) rm -f "$m" ;;
+            *) rm -rf /tmp/orca-freeze/held ;;
         esac
     fi
 fi
@@ -196,7 +199,8 @@ state
 const POSTGRES_PLAN: &str = r#"
 command -v psql >/dev/null 2>&1 || { echo "ORCA|no-psql"; exit 0; }
 __FIND_SHELL__
-psql -X -A -t -q -U "$1" -d postgres -c "SELECT 'ORCA|version|' || current_setting('server_version_num') || '|' || current_setting('server_version') || '|' || current_setting('data_directory') || '|' || (SELECT setting::bigint * CASE unit WHEN 'B' THEN 1 WHEN '8kB' THEN 8192 WHEN 'kB' THEN 1024 WHEN 'MB' THEN 1048576 ELSE 1 END FROM pg_settings WHERE name = 'wal_segment_size') || '|' || pg_is_in_recovery()" 2>&1
+psql -X -A -t -q -U "$1" -d postgres -c "SELECT 'ORCA|version|' || current_setting('server_version_num') || '|' || current_setting('server_version') || '|' || current_setting('data_directory') || '|' || (SELECT setting::bigint * CASE unit WHEN 'B' THEN 1 WHEN '8kB' THEN 8192 WHEN 'kB' THEN 1024 WHEN 'MB' THEN 1048576 ELSE 1 END FROM pg_settings WHERE name = 'wal_segment_size') || '|' || pg_is_in_recovery() || '|' || current_setting('wal_level') || '|' || current_setting('max_replication_slots')" 2>&1
+psql -X -A -t -q -U "$1" -d postgres -c "SELECT 'ORCA|tablespace|' || spcname || '|' || pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')" 2>/dev/null
 d=$(psql -X -A -t -q -U "$1" -d postgres -c "SHOW data_directory" 2>/dev/null)
 if [ -n "$d" ] && [ -L "$d/pg_wal" ]; then echo "ORCA|wal-link"; fi
 "#;
@@ -207,31 +211,44 @@ const SQLSERVER_GUARD: &str = r#"
 S=$1; MAX=$2; QUIET=$3
 C=""
 case $S in *mssql-tools18*) C=-C ;; esac
+# A write to the session after it died must not end the guard (SIGPIPE):
+# the thaw falls back to a session of its own.
+trap '' PIPE
 q() { "$S" -S localhost -U sa $C -b -h -1 -W -Q "SET NOCOUNT ON; $1" 2>&1 | tr -d '\r'; }
 state() { q "SELECT 'ORCA|state|' + ISNULL(CAST(SERVERPROPERTY('IsServerSuspendedForSnapshotBackup') AS varchar(10)), '0') + '|' + ISNULL(CAST(SERVERPROPERTY('SuspendedDatabaseCount') AS varchar(10)), '0')"; }
 umask 077
 d=/tmp/orca-freeze
 mkdir -p "$d" || { echo "ORCA|failed|cannot create $d"; exit 3; }
-if [ -f "$d/guard.pid" ] && kill -0 "$(cat "$d/guard.pid" 2>/dev/null)" 2>/dev/null; then
-    echo "ORCA|busy|$(cat "$d/guard.pid")"
-    exit 3
+# One freeze per server: the mark is a directory, made atomically.
+if ! mkdir "$d/held" 2>/dev/null; then
+    pid=$(cat "$d/held/pid" 2>/dev/null)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        echo "ORCA|busy|$pid"
+        exit 3
+    fi
+    rm -rf "$d/held"
+    mkdir "$d/held" 2>/dev/null || { echo "ORCA|busy|?"; exit 3; }
 fi
-echo $$ > "$d/guard.pid"
+echo $$ > "$d/held/pid"
 f="$d/in.$$"
 rm -f "$f"
-mkfifo "$f" || { echo "ORCA|failed|mkfifo"; rm -f "$d/guard.pid"; exit 3; }
+mkfifo "$f" || { echo "ORCA|failed|mkfifo"; rm -rf "$d/held"; exit 3; }
 "$S" -S localhost -U sa $C -h -1 -W <"$f" >"$d/session.$$" 2>&1 &
 sess=$!
 exec 3>"$f"
 start=$(date +%s)
 thaw() {
-    printf 'ALTER SERVER CONFIGURATION SET SUSPEND_FOR_SNAPSHOT_BACKUP = OFF;\nGO\n' >&3 2>/dev/null
+    if kill -0 $sess 2>/dev/null; then
+        printf 'ALTER SERVER CONFIGURATION SET SUSPEND_FOR_SNAPSHOT_BACKUP = OFF;\nGO\n' >&3 2>/dev/null
+    fi
     i=0
     s=""
     while [ $i -lt 20 ]; do
         s=$(state)
         case "$s" in *"ORCA|state|0"*) break ;; esac
-        if [ $i -ge 2 ]; then q "ALTER SERVER CONFIGURATION SET SUSPEND_FOR_SNAPSHOT_BACKUP = OFF" >/dev/null; fi
+        if [ $i -ge 1 ] || ! kill -0 $sess 2>/dev/null; then
+            q "ALTER SERVER CONFIGURATION SET SUSPEND_FOR_SNAPSHOT_BACKUP = OFF" >/dev/null
+        fi
         sleep 1
         i=$((i + 1))
     done
@@ -240,7 +257,7 @@ thaw() {
     wait $sess 2>/dev/null
     rm -f "$f" "$d/session.$$"
     case "$s" in
-        *"ORCA|state|0"*) rm -f "$d/guard.pid"; echo "ORCA|thawed|$1|$(( $(date +%s) - start ))" ;;
+        *"ORCA|state|0"*) rm -rf "$d/held"; echo "ORCA|thawed|$1|$(( $(date +%s) - start ))" ;;
         *) echo "ORCA|thaw-failed|$1|$s" ;;
     esac
 }
@@ -260,10 +277,11 @@ if [ -z "$ok" ]; then
     exit 4
 fi
 q "SELECT 'ORCA|db|' + db_name FROM sys.dm_server_suspend_status WHERE is_write_io_frozen = 1"
-echo "ORCA|frozen|$(echo "$s" | grep 'ORCA|state|' | cut -d'|' -f4)"
+echo "ORCA|frozen"
 while :; do
     left=$((MAX - ($(date +%s) - start)))
     if [ $left -le 0 ]; then thaw time-up; exit 0; fi
+    if ! kill -0 $sess 2>/dev/null; then thaw session-lost; exit 0; fi
     t=$QUIET
     if [ $left -lt $t ]; then t=$left; fi
     if read -t $t line; then
@@ -283,6 +301,7 @@ U=$1; MAX=$2; QUIET=$3; START=$4; STOP=$5
 umask 077
 d=$(mktemp -d /tmp/orca-backup-mode.XXXXXX) || { echo "ORCA|failed|mktemp"; exit 3; }
 mkfifo "$d/in" || { echo "ORCA|failed|mkfifo"; exit 3; }
+trap '' PIPE
 psql -X -A -t -q -v ON_ERROR_STOP=1 -U "$U" -d postgres <"$d/in" >"$d/out" 2>"$d/err" &
 sess=$!
 exec 3>"$d/in"
@@ -306,7 +325,11 @@ step() {
     done
     cat "$d/$1.done"
 }
+# A temporary slot keeps every WAL segment from here on until the session
+# ends, so the segments the copy needs are still there after the stop.
+step slot "SELECT 'ORCA|slot|' || slot_name FROM pg_create_physical_replication_slot('orca_export_$$', true, true);"
 step start "$START"
+stopped=""
 while :; do
     left=$((MAX - ($(date +%s) - start)))
     if [ $left -le 0 ]; then finish time-up; exit 0; fi
@@ -314,10 +337,12 @@ while :; do
     if [ $left -lt $t ]; then t=$left; fi
     if read -t $t line; then
         case $line in
-            stop) step stop "$STOP"; finish done; exit 0 ;;
+            stop) step stop "$STOP"; stopped=1 ;;
+            done) finish done; exit 0 ;;
         esac
     else
         left=$((MAX - ($(date +%s) - start)))
+        if [ -n "$stopped" ]; then finish done; exit 0; fi
         if [ $left -le 0 ]; then finish time-up; else finish link-lost; fi
         exit 0
     fi
@@ -419,13 +444,12 @@ fn plan_sqlserver(t: &Target, limit: Duration) -> anyhow::Result<Planned> {
         });
     }
     if let Some(pid) = field(&lines, "guard-alive") {
-        return Ok(Planned {
-            plan: Err(format!(
-                "another orca run holds a freeze on it (guard {})",
-                pid.first().cloned().unwrap_or_default()
-            )),
-            thawed_stale,
-        });
+        return Err(err!(
+            VolumeBusy,
+            "another orca run holds a freeze on SQL Server in container '{}' (guard {}): try again when it is done",
+            t.name,
+            pid.first().cloned().unwrap_or_default()
+        ));
     }
     if field(&lines, "state").and_then(|f| f.first().cloned()) == Some("1".into()) {
         return Ok(Planned {
@@ -506,6 +530,16 @@ fn plan_postgres(t: &Target, limit: Duration) -> anyhow::Result<Planned> {
     if v.get(4).map(String::as_str) == Some("t") {
         return refuse("it is a standby (in recovery): take the copy from the primary".into());
     }
+    if v.get(5).map(String::as_str) == Some("minimal") {
+        return refuse(
+            "its wal_level is minimal: a hot copy needs replica (PostgreSQL's default)".into(),
+        );
+    }
+    if v.get(6).map(String::as_str) == Some("0") {
+        return refuse(
+            "its max_replication_slots is 0: a hot copy holds its WAL with a temporary slot".into(),
+        );
+    }
     if field(&lines, "wal-link").is_some() {
         return refuse("its pg_wal is a link to a directory outside the data directory".into());
     }
@@ -519,6 +553,15 @@ fn plan_postgres(t: &Target, limit: Duration) -> anyhow::Result<Planned> {
             "its data directory {data_directory} is not on the volume (mounted at {mount})"
         ));
     };
+    for (tag, f) in &lines {
+        let location = f.get(1).map(String::as_str).unwrap_or_default();
+        if tag == "tablespace" && !location.starts_with(&format!("{mount}/")) {
+            return refuse(format!(
+                "its tablespace '{}' lives at {location}, outside the volume: a copy of the volume would miss it",
+                f.first().map(String::as_str).unwrap_or_default()
+            ));
+        }
+    }
     if wal_segment_size == 0 || !wal_segment_size.is_power_of_two() {
         return refuse(format!(
             "it reported a WAL segment size orca does not understand ({wal_segment_size})"
@@ -546,6 +589,36 @@ fn plan_postgres(t: &Target, limit: Duration) -> anyhow::Result<Planned> {
     })
 }
 
+/// Thaw every SQL Server among `containers` (those using `volume`) that an
+/// orca run that is gone left frozen; the notes say which. Best effort: a
+/// container that cannot be asked is passed over.
+pub fn thaw_stale(containers: &[orca_shared::docker::ContainerRef], volume: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    for c in containers.iter().filter(|c| c.is_active()) {
+        let Ok(Some(d)) = orca_shared::docker::container_details(&c.id) else {
+            continue;
+        };
+        if crate::engine::detect(&d.image, &d.env) != Some(Engine::Sqlserver) {
+            continue;
+        }
+        let t = Target {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            image: d.image.clone(),
+            env: d.env.clone(),
+            mount_point: d.volume_mounts.get(volume).cloned().unwrap_or_default(),
+        };
+        if let Ok(Planned {
+            thawed_stale: Some(note),
+            ..
+        }) = plan(&t, Duration::from_secs(30))
+        {
+            notes.push(note);
+        }
+    }
+    notes
+}
+
 /// A file the archive must carry that the volume's stream did not give
 /// (PostgreSQL's `backup_label`, `tablespace_map`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -557,7 +630,7 @@ pub struct ExtraFile {
 }
 
 /// What a finished hot copy needs added and records.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Ended {
     /// For the record and the manifest.
     pub info: HotCopy,
@@ -565,6 +638,15 @@ pub struct Ended {
     pub extra: Vec<ExtraFile>,
     /// PostgreSQL: WAL segments to add, as paths relative to the volume's root.
     pub wal: Vec<String>,
+    /// PostgreSQL: the session, held (with its slot keeping the WAL) until
+    /// the segments are read; dropping it ends it.
+    pub session: Option<Session>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Session")
+    }
 }
 
 /// A freeze or backup mode in effect: end it with [`Held::end`]; dropped
@@ -717,9 +799,10 @@ pub fn begin(
                         return Ok(held);
                     }
                     "busy" => {
-                        return Err(hot_failed(
-                            t,
-                            "another orca run holds a freeze on it; try again when it is done",
+                        return Err(err!(
+                            VolumeBusy,
+                            "another orca run holds a freeze on SQL Server in container '{}': try again when it is done",
+                            t.name
                         ));
                     }
                     "not-frozen" | "failed" | "thaw-failed" => {
@@ -838,7 +921,7 @@ impl Held {
         }
         if self.frozen_at.elapsed() > self.max_freeze + Duration::from_secs(1) {
             let why = format!(
-                "the {} reached max_freeze_seconds ({} s) before the copy was complete",
+                "the {} reached max_freeze_seconds ({} s) before the copy was complete (raise max_freeze_seconds in config, or use --stop)",
                 self.what(),
                 self.max_freeze.as_secs()
             );
@@ -864,7 +947,7 @@ impl Held {
                 let reason = f.next().unwrap_or_default();
                 match (tag, reason) {
                     ("thawed" | "ended", "time-up") => Some(format!(
-                        "its guard ended the {what} after max_freeze_seconds ({} s), before the copy was complete",
+                        "its guard ended the {what} after max_freeze_seconds ({} s), before the copy was complete (raise max_freeze_seconds in config, or use --stop)",
                         self.max_freeze.as_secs()
                     )),
                     ("thawed" | "ended" | "thaw-failed", r) => {
@@ -920,11 +1003,9 @@ impl Held {
                     let tag = f.first().map(String::as_str).unwrap_or_default();
                     let reason = f.get(1).map(String::as_str).unwrap_or_default();
                     if tag == want && (want == "stopped" || reason == "done") {
-                        if want == "thawed" {
-                            break;
+                        if want == "stopped" {
+                            stopped = Some(f[1..].to_vec());
                         }
-                        stopped = Some(f[1..].to_vec());
-                    } else if tag == "ended" && reason == "done" && stopped.is_some() {
                         break;
                     } else if tag == "thaw-failed" {
                         return Err(err!(
@@ -938,7 +1019,6 @@ impl Held {
                     }
                 }
                 Event::Stderr(s) => said.push_str(s),
-                Event::Ended(_) if stopped.is_some() => break,
                 _ => {
                     if let Some(why) = self.early_end(&ev) {
                         return Err(hot_failed(
@@ -1090,9 +1170,24 @@ impl Drop for Held {
             match session.next(Duration::from_millis(200)) {
                 Some(Event::Line(l)) if l.starts_with(&format!("ORCA|{want}|")) => return,
                 Some(Event::Line(l)) if l.starts_with("ORCA|thaw-failed|") => break,
-                Some(Event::Ended(_)) | Some(Event::Lost(_)) => return,
+                Some(Event::Ended(_)) | Some(Event::Lost(_)) => break,
                 _ => {}
             }
+        }
+        drop(session);
+        // The guard is gone without saying it thawed: a server still frozen
+        // under its mark is thawed now, when the engine can be reached.
+        if let Plan::SqlServer { .. } = self.plan {
+            match plan(&self.target, Duration::from_secs(30)) {
+                Ok(p) if p.thawed_stale.is_some() => {
+                    eprintln!("orca: {}", p.thawed_stale.unwrap_or_default());
+                    return;
+                }
+                Ok(p) if p.plan.is_ok() => return,
+                _ => {}
+            }
+        } else {
+            return;
         }
         eprintln!(
             "orca: warning: the {} in container '{}' was not confirmed as ended; its guard ends it within {} s at the latest",

@@ -323,3 +323,160 @@ fn keep_on_failure_leaves_the_database_as_the_command_left_it() {
     assert_ne!(now, before);
     assert!(now.starts_with("added,"), "{now}");
 }
+
+#[test]
+fn what_would_fail_half_way_is_refused_before_anything_runs() {
+    need_docker!();
+    let env = env();
+    let vol = TestVolume::named(&unique("orca-test-guard-early"));
+    vol.sh("echo x > /v/f");
+    let mark = env.base().join("ran");
+    let touch = format!("touch {}", mark.display());
+    // A command that does not exist: found out before the backup.
+    let run = env.run(
+        "orca-guard",
+        &["--volume", &vol.name, "--", "orca-test-no-such-command"],
+    );
+    run.fails_saying(2, "not found on PATH");
+    assert!(
+        files_in(&env.backups())
+            .iter()
+            .all(|f| !f.starts_with("orca-db-"))
+    );
+    // A milestone name already taken.
+    env.run(
+        "orca-export",
+        &[
+            "--volume",
+            &vol.name,
+            "--output",
+            env.backups().join("orca-db-taken.tar.gz").to_str().unwrap(),
+        ],
+    )
+    .ok();
+    env.run(
+        "orca-guard",
+        &[
+            "--volume", &vol.name, "--after", "taken", "--", "sh", "-c", &touch,
+        ],
+    )
+    .fails_saying(5, "--after taken");
+    assert!(!mark.exists());
+    // An encrypted backup nothing given opens: it could not be put back.
+    let key = env.base().join("key.txt");
+    let made = env
+        .run("orca-keygen", &["--output", key.to_str().unwrap()])
+        .ok();
+    let recipient = made["recipient"].as_str().unwrap().to_string();
+    env.run(
+        "orca-guard",
+        &[
+            "--volume",
+            &vol.name,
+            "--recipient",
+            &recipient,
+            "--",
+            "sh",
+            "-c",
+            &touch,
+        ],
+    )
+    .fails_saying(14, "pass --identity");
+    assert!(
+        !mark.exists(),
+        "the command ran with a backup that could not be put back"
+    );
+    // With the identity it runs (and is put back when it fails).
+    env.run(
+        "orca-guard",
+        &[
+            "--volume",
+            &vol.name,
+            "--recipient",
+            &recipient,
+            "--identity",
+            key.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &format!("{touch}; exit 1"),
+        ],
+    )
+    .fails_with(21);
+    assert!(mark.exists());
+}
+
+#[test]
+fn what_the_command_started_is_ended_before_the_restore() {
+    need_docker!();
+    let env = env();
+    let vol = TestVolume::named(&unique("orca-test-guard-bg"));
+    vol.sh("echo x > /v/f");
+    let pattern = "sleep 313131";
+    let run = env.run(
+        "orca-guard",
+        &[
+            "--volume",
+            &vol.name,
+            "--",
+            "sh",
+            "-c",
+            &format!("({pattern}) & exit 3"),
+        ],
+    );
+    run.fails_with(21);
+    let left = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "a process the command started outlived it: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[test]
+fn on_a_terminal_the_command_can_prompt() {
+    need_docker!();
+    let env = env();
+    let vol = TestVolume::named(&unique("orca-test-guard-tty"));
+    vol.sh("echo x > /v/f");
+    let guard = bin("orca-guard");
+    let line = format!(
+        "{} --volume {} -- sh -c 'printf \"migrate? \"; read answer; echo got-$answer; exit 4'",
+        guard.display(),
+        vol.name
+    );
+    // `script` gives the run a terminal; the answer comes typed on it.
+    let mut c = Command::new("timeout");
+    c.args(["90", "script", "-qec", &line, "/dev/null"])
+        .env("ORCA_HOME", env.base())
+        .env_remove("ORCA_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // The terminal stays open until the run ends (script ends its session
+    // when its input does).
+    let mut stdin = child.stdin.take().unwrap();
+    {
+        use std::io::Write;
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = stdin.write_all(b"yes\n");
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "the command hung at its prompt: {text}"
+    );
+    assert!(text.contains("got-yes"), "{text}");
+    // On a terminal the record is printed indented.
+    assert!(
+        text.contains("\"exit_code\": 21") || text.contains("\"exit_code\":21"),
+        "{text}"
+    );
+}

@@ -265,6 +265,32 @@ fn the_workflow_takes_a_hot_copy_and_says_so() {
 }
 
 #[test]
+fn a_freeze_outlives_no_dead_session() {
+    need_docker!();
+    let vol = sql_volume();
+    let db = Standin::start(&vol, &[]);
+    let env = env();
+    let out = env.backups().join("dead.tar.gz");
+    let go_on = env.base().join("go-on");
+    let mut c = export_cmd(&env, &vol.name, &out, &[]);
+    c.env("ORCA_TEST_CONTINUE_FILE", &go_on);
+    let (child, rx) = spawn_paused(c, "hot-spooling");
+    assert!(db.frozen());
+    // The held sqlcmd session dies (its server connection dropped, say).
+    db.sh(
+        "for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); \
+         case \"$c\" in *sqlcmd*-W\\ ) case \"$c\" in *-Q*) ;; *) kill -9 ${p#/proc/} ;; esac ;; esac; done",
+    );
+    assert!(
+        wait_for(Duration::from_secs(15), || !db.frozen()),
+        "the server stayed frozen after its session died"
+    );
+    std::fs::write(&go_on, "").unwrap();
+    finish_paused(child, rx).fails_with(20);
+    assert!(!out.exists());
+}
+
+#[test]
 fn a_killed_or_interrupted_export_ends_the_freeze_within_seconds() {
     need_docker!();
     let vol = sql_volume();
@@ -395,7 +421,7 @@ fn a_freeze_left_by_an_orca_run_that_is_gone_is_thawed() {
     let vol = sql_volume();
     let db = Standin::start(&vol, &[]);
     db.sh(&format!(
-        "mkdir -p /tmp/orca-freeze && echo 99999 > /tmp/orca-freeze/guard.pid && \
+        "mkdir -p /tmp/orca-freeze/held && echo 99999 > /tmp/orca-freeze/held/pid && \
          SQLCMDPASSWORD='{PASSWORD}' /opt/mssql-tools18/bin/sqlcmd -S localhost -U sa -C \
          -Q 'ALTER SERVER CONFIGURATION SET SUSPEND_FOR_SNAPSHOT_BACKUP = ON (MODE = COPY_ONLY)'"
     ));
@@ -476,7 +502,32 @@ fn postgres_hot_copies_under_write_load_recover_consistent() {
     for i in 1..=5 {
         std::thread::sleep(Duration::from_millis(500));
         let out = env.backups().join(format!("pg-{i}.tar.gz"));
-        let rec = export_run(&env, &pg.vol.name, &out, &["--consistency", "hot"]).ok();
+        let rec = if i == 3 {
+            // Checkpoints and WAL switches while the copy runs must not
+            // recycle a segment the archive needs (the slot keeps them).
+            let go_on = env.base().join("go-on");
+            let mut c = env.cmd(
+                "orca-export",
+                &[
+                    "--volume",
+                    &pg.vol.name,
+                    "--output",
+                    out.to_str().unwrap(),
+                    "--consistency",
+                    "hot",
+                ],
+            );
+            c.env("ORCA_TEST_CONTINUE_FILE", &go_on);
+            let (child, rx) = spawn_paused(c, "hot-spooling");
+            for _ in 0..4 {
+                pg.psql("postgres", "SELECT pg_switch_wal()");
+                pg.psql("postgres", "CHECKPOINT");
+            }
+            std::fs::write(&go_on, "").unwrap();
+            finish_paused(child, rx).ok()
+        } else {
+            export_run(&env, &pg.vol.name, &out, &["--consistency", "hot"]).ok()
+        };
         assert_eq!(rec["consistency"], "hot", "{rec}");
         assert_eq!(rec["hot"]["engine"], "postgres");
         assert_eq!(rec["hot"]["method"], "backup-mode");
@@ -525,6 +576,21 @@ fn postgres_hot_copies_under_write_load_recover_consistent() {
         assert!(logs.contains("completed backup recovery"), "{logs}");
         last = Some(out);
     }
+    // A tablespace outside the volume: no hot copy (it would miss it).
+    docker_ok(&[
+        "exec",
+        &pg.name,
+        "sh",
+        "-c",
+        "mkdir -p /var/lib/postgresql/ts && chown postgres /var/lib/postgresql/ts",
+    ]);
+    pg.psql(
+        "postgres",
+        "CREATE TABLESPACE outside LOCATION '/var/lib/postgresql/ts'",
+    );
+    let out = env.backups().join("pg-ts.tar.gz");
+    export_run(&env, &pg.vol.name, &out, &["--consistency", "hot"])
+        .fails_saying(9, "outside the volume");
     // The drill needs nothing new: it starts PostgreSQL on a hot archive.
     let last = last.unwrap();
     let rec = env

@@ -753,6 +753,13 @@ fn choose(opts: &ExportOptions, active: &[&ContainerRef]) -> anyhow::Result<How>
             // be asked, there is no hot copy, and the other modes go on.
             let p = match hot::plan(t, limit) {
                 Ok(p) => p,
+                Err(e)
+                    if wants_plan
+                        && orca_shared::exit::kind_of(&e)
+                            == orca_shared::exit::ErrorKind::VolumeBusy =>
+                {
+                    return Err(e);
+                }
                 Err(e) => {
                     orca_shared::interrupt::check()?;
                     if !wants_plan {
@@ -942,7 +949,17 @@ fn hot_stream(
             }
             for wal in &ended.wal {
                 interrupt::check()?;
-                let f = hot::fetch(helper, wal)?;
+                let f = hot::fetch(helper, wal).map_err(|e| {
+                    if interrupt::interrupted() {
+                        return e;
+                    }
+                    err!(
+                        HotCopyFailed,
+                        "the hot copy of container '{}' failed: cannot read WAL segment {wal} from the volume ({}); nothing was kept",
+                        target.name,
+                        orca_shared::exit::one_line(&format!("{e:#}"))
+                    )
+                })?;
                 if f.contents.len() as u64 != *wal_segment_size {
                     fail!(
                         HotCopyFailed,
@@ -1142,7 +1159,7 @@ impl Encoder {
 /// The archive being written: compression (and encryption) on all cores,
 /// the tar stream checked as it passes.
 pub struct Encoding<'a> {
-    encoder: Encoder,
+    encoder: Option<Encoder>,
     scanner: Scanner<()>,
     shown: &'a Progress,
 }
@@ -1157,8 +1174,10 @@ impl<'a> Encoding<'a> {
         shown: &'a Progress,
     ) -> anyhow::Result<Encoding<'a>> {
         Ok(Encoding {
-            encoder: Encoder::new(compression, level, file, encryption)
-                .context("cannot start compressing")?,
+            encoder: Some(
+                Encoder::new(compression, level, file, encryption)
+                    .context("cannot start compressing")?,
+            ),
             scanner: Scanner::new(()),
             shown,
         })
@@ -1169,9 +1188,17 @@ impl<'a> Encoding<'a> {
         if let Err(e) = self.scanner.feed(chunk) {
             fail!(Failure, "the volume's tar stream is damaged: {e}");
         }
-        self.encoder
-            .write_all(chunk)
-            .context("cannot write the archive")?;
+        let Some(encoder) = self.encoder.as_mut() else {
+            fail!(Failure, "cannot write the archive: it already failed");
+        };
+        if let Err(e) = encoder.write_all(chunk) {
+            // The pipeline's own error (disk full...) says more than "stopped".
+            let real = match self.encoder.take() {
+                Some(enc) => enc.finish().err().unwrap_or(e),
+                None => e,
+            };
+            return Err(real).context("cannot write the archive");
+        }
         self.shown.add(chunk.len() as u64);
         Ok(())
     }
@@ -1185,7 +1212,10 @@ impl<'a> Encoding<'a> {
                 "the volume's stream from Docker ended early ({e}); is the Docker engine still running?"
             )
         })?;
-        let sink = self.encoder.finish().context("cannot write the archive")?;
+        let Some(encoder) = self.encoder else {
+            fail!(Failure, "cannot write the archive: it already failed");
+        };
+        let sink = encoder.finish().context("cannot write the archive")?;
         let (_file, sha256, size) = sink.finish();
         Ok(Streamed {
             summary,

@@ -186,42 +186,106 @@ impl Ran {
     }
 }
 
-/// A command line for records and messages: `password=...`/`pwd=...`
-/// values and URL credentials hidden.
+/// Keys whose values are secrets, in `key=value` and `--key value` forms.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "api-key",
+    "api_key",
+];
+
+/// Flags whose next word is a secret (`sqlcmd -P`, `--password X`).
+fn secret_flag(word: &str) -> bool {
+    let w = word.trim_start_matches('-').to_ascii_lowercase();
+    word.starts_with('-') && (SECRET_KEYS.contains(&w.as_str()) || word == "-P")
+}
+
+/// `text` with every `key=value` (spaces around `=` too, quoted values
+/// whole) whose key is a secret's shown as `key=***`.
+fn hide_values(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < text.len() {
+        let hit = SECRET_KEYS
+            .iter()
+            .filter_map(|k| lower[i..].find(k).map(|at| (i + at, k.len())))
+            .min();
+        let Some((at, klen)) = hit else {
+            out.push_str(&text[i..]);
+            break;
+        };
+        // `=` after the key, maybe with spaces.
+        let mut j = at + klen;
+        while j < text.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        if j >= text.len() || bytes[j] != b'=' {
+            out.push_str(&text[i..at + klen]);
+            i = at + klen;
+            continue;
+        }
+        j += 1;
+        while j < text.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        out.push_str(&text[i..j]);
+        out.push_str("***");
+        // The value: quoted whole, else up to ; & space or a quote.
+        let end = match bytes.get(j) {
+            Some(q @ (b'\'' | b'"')) => text[j + 1..]
+                .find(*q as char)
+                .map_or(text.len(), |e| j + 1 + e + 1),
+            _ => text[j..]
+                .find([';', ' ', '&', '"', '\''])
+                .map_or(text.len(), |e| j + e),
+        };
+        i = end;
+    }
+    out
+}
+
+/// A command line (or a shell command) for records and messages: the
+/// values of secret-looking keys and flags and URL credentials shown as
+/// `***`.
 pub fn shown(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            let a = orca_shared::redact::urls(a);
-            let lower = a.to_ascii_lowercase();
-            let mut out = String::new();
-            let mut rest = a.as_str();
-            let mut lrest = lower.as_str();
-            loop {
-                let found = ["password=", "pwd=", "passphrase=", "secret=", "token="]
-                    .iter()
-                    .filter_map(|k| lrest.find(k).map(|i| (i, k.len())))
-                    .min();
-                let Some((i, klen)) = found else {
-                    out.push_str(rest);
-                    break;
-                };
-                out.push_str(&rest[..i + klen]);
-                out.push_str("***");
-                let after = &rest[i + klen..];
-                let end = after
-                    .find([';', ' ', '&', '"', '\''])
-                    .unwrap_or(after.len());
-                rest = &after[end..];
-                lrest = &lrest[i + klen + end..];
+    let mut out: Vec<String> = Vec::new();
+    let mut hide_next = false;
+    for a in argv {
+        if hide_next {
+            out.push("***".into());
+            hide_next = false;
+            continue;
+        }
+        let mut words: Vec<String> = Vec::new();
+        let mut hide_word = false;
+        // Inside one argument (a shell command for --check), flags too.
+        for w in a.split(' ') {
+            if hide_word && !w.is_empty() {
+                words.push("***".into());
+                hide_word = false;
+                continue;
             }
-            if out.contains(' ') || out.is_empty() {
-                format!("'{}'", out.replace('\'', "'\\''"))
-            } else {
-                out
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+            hide_word = secret_flag(w);
+            words.push(w.to_string());
+        }
+        if argv.len() > 1 && secret_flag(a) {
+            hide_next = true;
+        }
+        let joined = hide_values(&orca_shared::redact::urls(&words.join(" ")));
+        out.push(if joined.contains(' ') || joined.is_empty() {
+            format!("'{}'", joined.replace('\'', "'\\''"))
+        } else {
+            joined
+        });
+    }
+    out.join(" ")
 }
 
 use orca_shared::app::run_step as step;
@@ -340,15 +404,46 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .unwrap_or_else(|| cli.command.first().cloned().unwrap_or_default());
     let name = match &cli.name {
         Some(n) => n.clone(),
-        None => format!(
-            "before-{}-{}",
-            slug(&label),
-            Local::now().format("%Y-%m-%d-%H-%M")
-        ),
+        None => {
+            // Another guarded run in the same minute: `-2`, `-3`...
+            let base = format!(
+                "before-{}-{}",
+                slug(&label),
+                Local::now().format("%Y-%m-%d-%H-%M")
+            );
+            let backups = ctx.config.backups_dir()?;
+            let taken = |n: &str| {
+                orca_shared::names::sanitize(n, ctx.config.compression)
+                    .is_ok_and(|c| orca_shared::names::any_form_exists(&backups, &c.file_name))
+            };
+            let mut name = base.clone();
+            let mut k = 2;
+            while taken(&name) && k < 1000 {
+                name = format!("{base}-{k}");
+                k += 1;
+            }
+            name
+        }
     };
     let mut tags = cli.tags.clone();
     if !tags.iter().any(|t| t == "orca-guard") {
         tags.push("orca-guard".into());
+    }
+    // What would fail only after the backup or the command: now.
+    let program = find_program(&cli.command[0])?;
+    if let Some(after) = &cli.after {
+        let backups = ctx.config.backups_dir()?;
+        let taken = orca_shared::names::sanitize(after, ctx.config.compression)
+            .map(|n| n.file_name)
+            .ok()
+            .filter(|f| orca_shared::names::any_form_exists(&backups, f));
+        if let Some(f) = taken {
+            fail!(
+                AlreadyExists,
+                "--after {after}: backup {} already exists; choose another milestone name (nothing was run)",
+                backups.join(f).display()
+            );
+        }
     }
 
     // 1. The backup, verified; nothing runs when it fails.
@@ -377,6 +472,20 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .str("volume")?
         .map(String::from)
         .context("the backup step gave no volume")?;
+    // A backup nothing given here can open cannot be put back: refuse
+    // before the command changes anything.
+    let content_checked = ctx
+        .record
+        .get("checks")
+        .and_then(|c| c.as_array())
+        .and_then(|c| c.iter().find(|c| c["name"] == "integrity"))
+        .is_none_or(|c| c["status"] != "skipped");
+    if ctx.record.bool("encrypted")? == Some(true) && !content_checked {
+        fail!(
+            DecryptionFailed,
+            "the backup {backup} is encrypted and nothing given opens it, so orca-guard could not put it back: pass --identity (or set ORCA_IDENTITY or encryption.identity_file); nothing was run"
+        );
+    }
     ctx.note(format!(
         "backed up volume '{volume}' to {backup}; running: {shown_command}"
     ));
@@ -387,7 +496,9 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         ("ORCA_GUARD_VOLUME", volume.clone()),
     ];
     let mut steps: Vec<Ran> = Vec::new();
-    let command = run_one(&cli.command, &shown_command, &envs, cli.timeout, ctx.tool)?;
+    let mut argv = cli.command.clone();
+    argv[0] = program;
+    let command = run_one(&argv, &shown_command, &envs, cli.timeout, ctx.tool)?;
     let mut failed: Option<String> = (!command.passed()).then(|| "command".to_string());
     guard["ran"] = true.into();
     guard["command_result"] = serde_json::to_value(&command)?;
@@ -481,15 +592,21 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     if let Err(e) = restored {
         let kind = orca_shared::exit::kind_of(&e);
         let msg = orca_shared::exit::message_of(&e, kind);
-        let journal = restore_record
-            .str("journal")?
-            .map(|j| format!(" (journal {j})"))
-            .unwrap_or_default();
+        let journal = restore_record.str("journal")?.map(String::from);
+        let next = match (&journal, kind) {
+            (Some(j), _) => format!(
+                " (journal {j}); finish it with `orca-restore --resume --volume {volume}` or undo it with `orca-restore --rollback --volume {volume}`"
+            ),
+            (None, ErrorKind::RestoreRolledBack) => format!(
+                "; the volume holds the command's result again: restore it with `orca-restore {backup} --volume {volume} --stop`"
+            ),
+            (None, _) => format!(
+                "; the volume is as the command left it: restore it with `orca-restore {backup} --volume {volume} --stop`"
+            ),
+        };
         return Err(with_kind(
             kind,
-            format!(
-                "{what}, and putting the backup back failed: {msg}{journal}; finish it with `orca-restore --resume --volume {volume}` or undo it with `orca-restore --rollback --volume {volume}`"
-            ),
+            format!("{what}, and putting the backup back failed: {msg}{next}"),
         ));
     }
     let kept = failed_state
@@ -529,13 +646,76 @@ fn describe_failure(failed: &str, command: &Ran, checks: &[Ran]) -> String {
     format!("{which} {how}")
 }
 
-/// A check's command line, through the platform's shell.
+/// A check's command line, through the platform's shell (on Windows,
+/// `cmd /C` gets it as written: cmd does not read `\"` quoting).
 fn shell(check: &str) -> Vec<String> {
     if cfg!(windows) {
-        vec!["cmd".into(), "/C".into(), check.into()]
+        vec![RAW_CMD.into(), check.into()]
     } else {
         vec!["sh".into(), "-c".into(), check.into()]
     }
+}
+
+/// argv[0] that means `cmd /C` followed by argv[1] verbatim (Windows).
+const RAW_CMD: &str = "\u{1}cmd /C";
+
+/// The program to run: a path as given, else found on PATH (on Windows
+/// with PATHEXT, so `npx` finds `npx.cmd`); a batch file runs through cmd.
+fn find_program(name: &str) -> anyhow::Result<String> {
+    let as_path = std::path::Path::new(name);
+    if as_path.components().count() > 1 {
+        if as_path.exists() {
+            return Ok(name.to_string());
+        }
+        fail!(Usage, "cannot run {name}: no such file; nothing was run");
+    }
+    let exts: Vec<String> = if cfg!(windows) {
+        let mut v = vec![String::new()];
+        v.extend(
+            std::env::var("PATHEXT")
+                .unwrap_or_else(|_| ".COM;.EXE;.BAT;.CMD".into())
+                .split(';')
+                .filter(|e| !e.is_empty())
+                .map(|e| e.to_ascii_lowercase()),
+        );
+        v
+    } else {
+        vec![String::new()]
+    };
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        for ext in &exts {
+            let p = dir.join(format!("{name}{ext}"));
+            if p.is_file() {
+                return Ok(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    fail!(
+        Usage,
+        "cannot run {name}: not found on PATH; nothing was run (give its path, or fix PATH)"
+    );
+}
+
+/// A command for `argv`: batch files and checks through cmd on Windows.
+fn command_for(argv: &[String]) -> Command {
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        if argv[0] == RAW_CMD {
+            let mut c = Command::new("cmd");
+            c.arg("/C").raw_arg(&argv[1]);
+            return c;
+        }
+        let lower = argv[0].to_ascii_lowercase();
+        if lower.ends_with(".cmd") || lower.ends_with(".bat") {
+            let mut c = Command::new("cmd");
+            c.arg("/C").arg(&argv[0]).args(&argv[1..]);
+            return c;
+        }
+    }
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
 }
 
 /// This process's stderr, for a child's stdout and stderr.
@@ -571,9 +751,8 @@ fn run_one(
     timeout: Option<Duration>,
     tool: &str,
 ) -> anyhow::Result<Ran> {
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+    let mut cmd = command_for(argv);
+    cmd.envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::inherit())
         .stdout(stderr_for_child()?)
         .stderr(stderr_for_child()?);
@@ -595,6 +774,9 @@ fn run_one(
         };
         with_kind(kind, format!("cannot run {shown}: {e}"))
     })?;
+    // On a terminal the command's group is its foreground: it can read
+    // the terminal (a prompt), and Ctrl-C typed there reaches it directly.
+    let _foreground = Foreground::give(&child);
     let mut passed_on = 0usize;
     let mut told_at: Option<Instant> = None;
     let mut timed_out = false;
@@ -608,10 +790,10 @@ fn run_one(
             if signals >= 3 {
                 eprintln!("{tool}: interrupted three times: killing {shown}");
                 kill(&mut child);
-            } else {
+            } else if signals == 1 {
+                // Once: the command ends as it would on Ctrl-C, in its own time.
                 interrupt_child(&child);
             }
-            told_at.get_or_insert_with(Instant::now);
         }
         if let Some(limit) = timeout
             && !timed_out
@@ -630,9 +812,16 @@ fn run_one(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    drop(_foreground);
+    // Nothing the command started may go on writing while the database is
+    // put back: what is left of its process group ends too.
+    if !status.success() || timed_out || passed_on > 0 {
+        end_group(&child, tool, shown);
+    }
     drop(deferring);
-    let interrupted = passed_on > 0;
     let (exit_code, signal) = code_and_signal(&status);
+    // Ctrl-C typed on the terminal went to the command alone.
+    let interrupted = passed_on > 0 || signal == Some(2) || exit_code == Some(130);
     let outcome = if timed_out {
         "timed_out"
     } else if interrupted {
@@ -663,11 +852,101 @@ fn code_and_signal(status: &ExitStatus) -> (Option<i32>, Option<i32>) {
     }
 }
 
+/// The terminal's foreground given to the command's process group while it
+/// runs, and taken back after (Unix, when stdin is a terminal).
+struct Foreground {
+    #[cfg(unix)]
+    ours: Option<nix::unistd::Pid>,
+}
+
+impl Foreground {
+    fn give(child: &Child) -> Foreground {
+        #[cfg(unix)]
+        {
+            use nix::sys::signal::{SigSet, Signal};
+            use std::io::IsTerminal;
+            let stdin = std::io::stdin();
+            if !stdin.is_terminal() {
+                return Foreground { ours: None };
+            }
+            // A background process may change the foreground only while it
+            // blocks SIGTTOU (POSIX), which taking it back needs.
+            let mut ttou = SigSet::empty();
+            ttou.add(Signal::SIGTTOU);
+            let _ = ttou.thread_block();
+            let unblock = |ttou: SigSet| {
+                let _ = ttou.thread_unblock();
+            };
+            let Ok(ours) = nix::unistd::tcgetpgrp(&stdin) else {
+                unblock(ttou);
+                return Foreground { ours: None };
+            };
+            let theirs = nix::unistd::Pid::from_raw(child.id() as i32);
+            if nix::unistd::tcsetpgrp(&stdin, theirs).is_err() {
+                unblock(ttou);
+                return Foreground { ours: None };
+            }
+            // Stopped by SIGTTIN before it had the terminal: go on.
+            signal_group(child, Signal::SIGCONT);
+            Foreground { ours: Some(ours) }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = child;
+            Foreground {}
+        }
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(ours) = self.ours {
+            use nix::sys::signal::{SigSet, Signal};
+            let _ = nix::unistd::tcsetpgrp(std::io::stdin(), ours);
+            let mut ttou = SigSet::empty();
+            ttou.add(Signal::SIGTTOU);
+            let _ = ttou.thread_unblock();
+        }
+    }
+}
+
 /// Send `sig` to the process group the command leads.
 #[cfg(unix)]
 fn signal_group(child: &Child, sig: nix::sys::signal::Signal) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::killpg(pid, sig);
+}
+
+/// End what remains of the command's process group (Unix): SIGTERM, then
+/// SIGKILL after [`GRACE`]; returns when none is left.
+fn end_group(child: &Child, tool: &str, shown: &str) {
+    #[cfg(unix)]
+    {
+        use nix::sys::signal::{Signal, killpg};
+        let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let alive = || killpg(pgid, None).is_ok();
+        if !alive() {
+            return;
+        }
+        eprintln!("{tool}: processes {shown} started are still running: ending them");
+        let _ = killpg(pgid, Signal::SIGTERM);
+        let t = Instant::now();
+        while alive() && t.elapsed() < GRACE {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let t = Instant::now();
+            while alive() && t.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (child, tool, shown);
+    }
 }
 
 /// Pass Ctrl-C on to the command's process group (Unix). On Windows the
@@ -739,6 +1018,26 @@ mod tests {
         assert!(!s.contains("hunter2"), "{s}");
         assert!(s.contains("Password=***"), "{s}");
         assert!(s.starts_with("dotnet ef database update"), "{s}");
+        // Quoted values, spaces around '=', flags with their value apart,
+        // flags inside a shell command.
+        let argv: Vec<String> = [
+            "tool",
+            "Server=x;Password='p@ss;w0rd';Pwd = spaced;Token=\"dq secret\"",
+            "--password",
+            "hunter3",
+            "-P",
+            "hunter4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let s = shown(&argv);
+        for secret in ["p@ss", "w0rd", "spaced", "dq secret", "hunter3", "hunter4"] {
+            assert!(!s.contains(secret), "{secret} in {s}");
+        }
+        let s = shown(&["sqlcmd -S db -P 'S3cr3t' -Q x".to_string()]);
+        assert!(!s.contains("S3cr3t"), "{s}");
+        assert!(s.contains("-S db"), "{s}");
     }
 
     #[test]

@@ -564,6 +564,10 @@ fn restore(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     testpoint::point("journaled");
 
     // Until the volume is touched, any failure only needs the containers back.
+    // A SQL Server an orca run left frozen cannot write, nor shut down cleanly.
+    for note in orca_databases::hot::thaw_stale(&users, &target) {
+        ctx.note(note);
+    }
     let before = (|| -> anyhow::Result<StoppedContainers> {
         let stopped = StoppedContainers::stop(&users, cli.allow_autoremove)?;
         testpoint::point("stopped");
