@@ -160,7 +160,11 @@ for t in "${tools[@]}"; do
         exit 1
     fi
 done
-run() { local t="$1"; shift; if [ -n "$bin" ]; then "$bin/$t" "$@"; else "$t" "$@"; fi; }
 # The arguments as given: orca-backup takes the same ones (checked above, so
-# a mistake is answered here, with this script's help).
-run orca-backup ${args[@]+"${args[@]}"} </dev/null
+# a mistake is answered here, with this script's help). exec: a signal sent
+# to this script reaches orca-backup itself.
+if [ -n "$bin" ]; then
+    exec "$bin/orca-backup" ${args[@]+"${args[@]}"} </dev/null
+else
+    exec orca-backup ${args[@]+"${args[@]}"} </dev/null
+fi

@@ -140,14 +140,19 @@ pub fn run_step<A: clap::Parser>(
     r
 }
 
-/// Start a tool that runs others in-process (orca-backup, orca-guard):
-/// the interrupt handler, the config, the engine's deadlines; `None` after
-/// printing the failed record when the config cannot be loaded.
-pub fn context(tool: &'static str, common: &CommonArgs) -> Result<Ctx, ExitCode> {
+/// Start a tool that runs others in-process (orca-backup): the interrupt
+/// handler, the config, the engine's deadlines; when the config cannot be
+/// loaded, the failed record is printed and the error is the exit code,
+/// its number and the message.
+pub fn context(tool: &'static str, common: &CommonArgs) -> Result<Ctx, (ExitCode, u8, String)> {
     interrupt::install();
     let loaded = match Config::load(common.config.as_deref()) {
         Ok(l) => l,
-        Err(e) => return Err(fail(tool, Record::new(), &e)),
+        Err(e) => {
+            let kind = exit::kind_of(&e);
+            let message = exit::message_of(&e, kind);
+            return Err((fail(tool, Record::new(), &e), kind.exit_code(), message));
+        }
     };
     loaded.print_warnings(tool);
     crate::engine::configure(loaded.config.timeouts());

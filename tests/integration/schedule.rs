@@ -526,16 +526,201 @@ fn cron_runs_an_every_minute_schedule_for_real() {
         }
         std::thread::sleep(Duration::from_secs(2));
     };
-    s.run(&["remove", &name]).ok();
     let log = std::fs::read_to_string(s.env.base().join(format!("schedules/{name}.log")))
         .unwrap_or_default();
+    let last: Value = serde_json::from_slice(
+        &std::fs::read(s.env.base().join(format!("schedules/{name}.last.json")))
+            .unwrap_or_default(),
+    )
+    .unwrap_or(Value::Null);
+    s.run(&["remove", &name]).ok();
     assert!(found, "cron made no backup within 150 s; its log: {log}");
     let tab = String::from_utf8_lossy(&Command::new("crontab").arg("-l").output().unwrap().stdout)
         .into_owned();
     assert!(!tab.contains(&format!("orca-schedule:{name} ")), "{tab}");
-    let last: Value = serde_json::from_slice(
-        &std::fs::read(s.env.base().join(format!("schedules/{name}.last.json"))).unwrap(),
+    assert_eq!(last["success"], true, "{last} {log}");
+}
+
+/// A `crontab` stand-in that keeps its table in a file, and can fail.
+fn crontab_stand_in(dir: &Path, fail_list: bool) -> PathBuf {
+    let tab = dir.join("crontab.txt");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = -l ]; then\n  {}\n  cat '{tab}' 2>/dev/null || {{ echo 'no crontab for me' >&2; exit 1; }}\nelse\n  cat > '{tab}'\nfi\n",
+        if fail_list {
+            "echo 'crontab: Permission denied' >&2; exit 1"
+        } else {
+            ":"
+        },
+        tab = tab.display()
+    );
+    let p = dir.join("crontab");
+    std::fs::write(&p, script).unwrap();
+    Command::new("chmod")
+        .args(["755", p.to_str().unwrap()])
+        .status()
+        .unwrap();
+    tab
+}
+
+#[test]
+fn installs_are_checked_replaced_whole_and_undone_on_failure() {
+    let s = Sched::new();
+    let calls = stand_in(s.bin.path(), "systemctl");
+    let tab = crontab_stand_in(s.bin.path(), false);
+    std::fs::write(&tab, "MAILTO=me\n5 * * * * important-user-job\n").unwrap();
+    // The backup's arguments go through orca-backup's parser; paths become absolute.
+    s.run(&[
+        "install",
+        "--daily",
+        "01:00",
+        "--scheduler",
+        "cron",
+        "--",
+        "--bogus",
+    ])
+    .fails_saying(2, "not orca-backup's");
+    s.run(&[
+        "install",
+        "--daily",
+        "01:00",
+        "--scheduler",
+        "cron",
+        "--",
+        "--description",
+        "two\nlines",
+    ])
+    .fails_saying(2, "control character");
+    let rec = s
+        .run(&[
+            "install",
+            "--name",
+            "n1",
+            "--every",
+            "15m",
+            "--scheduler",
+            "cron",
+            "--",
+            "--identity",
+            "key.txt",
+        ])
+        .ok();
+    let cmd: Vec<String> = rec["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let id = &cmd[cmd.iter().position(|a| a == "--identity").unwrap() + 1];
+    assert!(Path::new(id).is_absolute(), "{cmd:?}");
+    // cron runs */15 on the clock's grid.
+    let next = rec["next_run"].as_str().unwrap();
+    let minute: u32 = next[14..16].parse().unwrap();
+    assert_eq!(minute % 15, 0, "{next}");
+    let text = std::fs::read_to_string(&tab).unwrap();
+    assert!(
+        text.starts_with("MAILTO=me\n5 * * * * important-user-job\n"),
+        "{text}"
+    );
+    // The same name under another scheduler replaces the cron entry.
+    s.run(&[
+        "install",
+        "--name",
+        "n1",
+        "--daily",
+        "02:00",
+        "--scheduler",
+        "systemd",
+    ])
+    .ok();
+    let text = std::fs::read_to_string(&tab).unwrap();
+    assert!(
+        !text.contains("orca-schedule:n1"),
+        "the cron entry was left behind: {text}"
+    );
+    assert!(text.contains("important-user-job"));
+    s.run(&["remove", "n1"]).ok();
+    assert!(
+        !s.home
+            .path()
+            .join(".config/systemd/user/orca-backup-n1.timer")
+            .exists()
+    );
+
+    // A scheduler that refuses: nothing is left half-installed.
+    std::fs::write(
+        s.bin.path().join("systemctl"),
+        format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\ncase \"$*\" in *enable*) exit 1 ;; esac\nexit 0\n", calls.display()),
     )
     .unwrap();
-    assert_eq!(last["success"], true, "{last} {log}");
+    s.run(&[
+        "install",
+        "--name",
+        "n2",
+        "--daily",
+        "02:00",
+        "--scheduler",
+        "systemd",
+    ])
+    .fails_with(1);
+    assert!(
+        !s.home
+            .path()
+            .join(".config/systemd/user/orca-backup-n2.service")
+            .exists()
+    );
+    assert!(!s.env.base().join("schedules/n2.json").exists());
+
+    // A crontab that cannot be read is never overwritten.
+    let s2 = Sched::new();
+    let tab2 = crontab_stand_in(s2.bin.path(), true);
+    std::fs::write(&tab2, "5 * * * * important-user-job\n").unwrap();
+    s2.run(&["install", "--daily", "01:00", "--scheduler", "cron"])
+        .fails_saying(1, "left untouched");
+    assert_eq!(
+        std::fs::read_to_string(&tab2).unwrap(),
+        "5 * * * * important-user-job\n"
+    );
+
+    // A DOCKER_HOST with a password is not written into an entry.
+    let mut c = s.cmd(&[
+        "install",
+        "--daily",
+        "01:00",
+        "--scheduler",
+        "cron",
+        "--dry-run",
+    ]);
+    c.env("DOCKER_HOST", "tcp://admin:S3cretPw@10.0.0.5:2375");
+    let r = Run::from_output(c.output().unwrap());
+    assert!(!r.stdout.contains("S3cretPw") && !r.stderr.contains("S3cretPw"));
+    r.fails_with(2);
+}
+
+#[test]
+fn a_scheduled_run_that_cannot_start_is_recorded() {
+    let s = Sched::new();
+    std::fs::write(s.env.base().join("broken.json"), "{ not json").unwrap();
+    let r = s.env.run(
+        "orca-backup",
+        &[
+            "--schedule",
+            "brk",
+            "--config",
+            s.env.base().join("broken.json").to_str().unwrap(),
+        ],
+    );
+    r.fails_with(2);
+    let last: Value = serde_json::from_slice(
+        &std::fs::read(s.env.base().join("schedules/brk.last.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["success"], false);
+    assert!(
+        last["error"].as_str().unwrap().contains("broken.json"),
+        "{last}"
+    );
+    s.env
+        .run("orca-backup", &["--schedule", "../escape", "--volume", "x"])
+        .fails_saying(2, "not usable");
+    assert!(!s.env.base().join("escape.lock").exists());
 }

@@ -145,7 +145,7 @@ fn a_failure_keeps_the_first_failing_steps_code_and_name() {
         (
             vec!["--volume", &vol.name, "--stop", "--consistency", "hot"],
             2,
-            "orca-backup",
+            "orca-export",
         ),
     ];
     env.run("orca-backup", &["--volume", &vol.name, "--name", "taken"])

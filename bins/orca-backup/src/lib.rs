@@ -154,16 +154,12 @@ pub fn steps(cli: &Cli) -> Result<Steps, String> {
     if let Some(c) = cli.compression {
         s.name.push(format!("--compression={}", c.as_str()));
     }
-    match (cli.consistency, cli.stop) {
-        (Some(w), true) if w != Wanted::Stop => {
-            return Err(format!(
-                "--stop means --consistency stop; it cannot go with --consistency {}",
-                w.as_str()
-            ));
-        }
-        (Some(w), _) => s.export.push(format!("--consistency={}", w.as_str())),
-        (None, true) => s.export.push("--stop".into()),
-        (None, false) => {}
+    // orca-export judges the two together, as in the pipe.
+    if cli.stop {
+        s.export.push("--stop".into());
+    }
+    if let Some(w) = cli.consistency {
+        s.export.push(format!("--consistency={}", w.as_str()));
     }
     if let Some(d) = &cli.description {
         s.export.push(format!("--description={d}"));
@@ -230,8 +226,29 @@ pub fn main() -> ExitCode {
         .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
         Ok(c) => c,
-        Err(e) => return orca_shared::app::clap_failure(TOOL, e),
+        Err(e) => {
+            // A scheduled run that cannot even start is a result too.
+            if let Some(name) = schedule::name_in_args() {
+                let mut r = orca_shared::record::Record::new();
+                r.set_failure(
+                    exit::ErrorKind::Usage,
+                    &exit::one_line(&format!("orca-backup: {}", e.render())),
+                    TOOL,
+                );
+                schedule::keep_result(&name, &r, exit::ErrorKind::Usage.exit_code(), false);
+            }
+            return orca_shared::app::clap_failure(TOOL, e);
+        }
     };
+    if let Some(name) = &cli.schedule
+        && let Err(why) = schedule::check_name(name)
+    {
+        let mut r = orca_shared::record::Record::new();
+        r.set_failure(exit::ErrorKind::Usage, &why, TOOL);
+        let _ = r.write_stdout();
+        eprintln!("{TOOL}: {why}");
+        return ExitCode::from(exit::ErrorKind::Usage.exit_code());
+    }
     if let Some(shell) = cli.common.completions {
         let mut cmd = Cli::command().name(TOOL).bin_name(TOOL);
         clap_complete::generate(shell, &mut cmd, TOOL, &mut std::io::stdout());
@@ -239,7 +256,16 @@ pub fn main() -> ExitCode {
     }
     let mut ctx = match orca_shared::app::context(TOOL, &cli.common) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err((code, number, message)) => {
+            if let Some(name) = &cli.schedule {
+                let mut r = orca_shared::record::Record::new();
+                let kind =
+                    exit::ErrorKind::from_exit_code(number).unwrap_or(exit::ErrorKind::Usage);
+                r.set_failure(kind, &message, TOOL);
+                schedule::keep_result(name, &r, number, false);
+            }
+            return code;
+        }
     };
     // A scheduled run: one at a time per schedule.
     let _running = match &cli.schedule {
@@ -281,6 +307,41 @@ pub fn main() -> ExitCode {
 
 /// What a scheduled run keeps: its last result, and its lock.
 pub mod schedule {
+    /// A schedule's name: 1-40 letters, digits, '-' or '_', starting with a
+    /// letter or digit (it names files).
+    pub fn check_name(name: &str) -> Result<(), String> {
+        let ok = !name.is_empty()
+            && name.len() <= 40
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "schedule name {name:?} is not usable: give 1-40 letters, digits, '-' or '_', starting with a letter or digit"
+            ))
+        }
+    }
+
+    /// `--schedule NAME` among this process's arguments, when it is usable.
+    pub fn name_in_args() -> Option<String> {
+        let args: Vec<String> = std::env::args().collect();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let name = if a == "--schedule" {
+                it.next().cloned()
+            } else {
+                a.strip_prefix("--schedule=").map(String::from)
+            };
+            if let Some(n) = name {
+                return check_name(&n).ok().map(|()| n);
+            }
+        }
+        None
+    }
+
     use std::fs::File;
     use std::path::PathBuf;
 
@@ -319,6 +380,7 @@ pub mod schedule {
             "error": record.get("error").and_then(|e| e.get("message")),
         });
         let r = dir().and_then(|d| {
+            orca_shared::paths::ensure_private_dir(&d)?;
             orca_shared::fsutil::write_atomic(
                 &d.join(format!("{name}.last.json")),
                 &serde_json::to_vec_pretty(&last)?,
@@ -401,6 +463,11 @@ mod tests {
         let plain = steps(&parse(&[])).unwrap();
         assert_eq!(plain.prune, vec!["--only-if-auto-cleanup"]);
         assert_eq!(plain.drill, None);
-        assert!(steps(&parse(&["--stop", "--consistency", "hot"])).is_err());
+        assert_eq!(
+            steps(&parse(&["--stop", "--consistency", "hot"]))
+                .unwrap()
+                .export,
+            vec!["--stop", "--consistency=hot"]
+        );
     }
 }

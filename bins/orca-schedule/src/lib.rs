@@ -183,18 +183,8 @@ pub fn schedules_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty()
-        || name.len() > 40
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        fail!(
-            Usage,
-            "schedule name {name:?} is not usable: give 1-40 letters, digits, '-' or '_'"
-        );
-    }
-    Ok(())
+    orca_backup_workflow::schedule::check_name(name)
+        .map_err(|why| orca_shared::err!(Usage, "{why}"))
 }
 
 /// Environment variables an entry carries when set now (none is secret:
@@ -206,11 +196,18 @@ const CARRIED: &[&str] = &[
     "DOCKER_CONFIG",
     "DOCKER_CERT_PATH",
     "DOCKER_TLS_VERIFY",
+    "DOCKER_TLS",
 ];
 
 /// Flags of orca-backup a schedule must not carry.
 fn refuse_secrets(args: &[String]) -> anyhow::Result<()> {
     for a in args {
+        if a.chars().any(char::is_control) {
+            fail!(
+                Usage,
+                "argument {a:?} holds a line break or another control character, which no scheduler's entry can carry"
+            );
+        }
         let flag = a.split('=').next().unwrap_or(a);
         if flag == "--passphrase" {
             fail!(
@@ -226,6 +223,63 @@ fn refuse_secrets(args: &[String]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// orca-backup's flags whose value is a path: made absolute, since the
+/// scheduler starts the run in another directory.
+const PATH_FLAGS: &[&str] = &[
+    "--recipients-file",
+    "--identity",
+    "-i",
+    "--drill-env-file",
+    "--copy-to",
+];
+
+fn absolute(value: &str) -> String {
+    // URLs (s3://, file://) stay as they are.
+    if value.contains("://") {
+        return value.to_string();
+    }
+    std::path::absolute(value)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| value.to_string())
+}
+
+/// BACKUP_ARGS as orca-backup will get them: checked by its own parser,
+/// path values made absolute.
+fn checked_backup_args(args: &[String]) -> anyhow::Result<Vec<String>> {
+    use clap::Parser as _;
+    orca_backup_workflow::Cli::try_parse_from(
+        std::iter::once("orca-backup".to_string()).chain(args.iter().cloned()),
+    )
+    .map_err(|e| {
+        orca_shared::err!(
+            Usage,
+            "the backup's arguments are not orca-backup's: {}",
+            orca_shared::exit::one_line(&e.to_string())
+        )
+    })?;
+    let mut out = Vec::new();
+    let mut next_is_path = false;
+    for a in args {
+        if next_is_path {
+            out.push(absolute(a));
+            next_is_path = false;
+            continue;
+        }
+        if PATH_FLAGS.contains(&a.as_str()) {
+            next_is_path = true;
+            out.push(a.clone());
+            continue;
+        }
+        match a.split_once('=') {
+            Some((flag, value)) if PATH_FLAGS.contains(&flag) => {
+                out.push(format!("{flag}={}", absolute(value)))
+            }
+            _ => out.push(a.clone()),
+        }
+    }
+    Ok(out)
 }
 
 /// The scheduler this platform uses.
@@ -347,9 +401,21 @@ fn systemd_quote(s: &str) -> String {
     )
 }
 
-/// `'...'` for a POSIX shell (cron's command; `%` is special to cron).
+/// `'...'` for a POSIX shell in a crontab line (`%` is special to cron;
+/// backslashes are refused before this, cron's own escaping varies).
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''").replace('%', "\\%"))
+}
+
+/// `"KEY=value"` for systemd's `Environment=`: `%` specifiers are expanded
+/// there, `$` is not.
+fn systemd_env_quote(s: &str) -> String {
+    format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('%', "%%")
+    )
 }
 
 /// One argument as Windows' CommandLineToArgvW reads it back.
@@ -419,9 +485,31 @@ fn crontab_without(current: &str, name: &str) -> String {
     s
 }
 
-fn current_crontab() -> String {
-    // `crontab -l` fails when there is none yet: that is an empty one.
-    run_cmd(&["crontab".into(), "-l".into()], None).unwrap_or_default()
+fn current_crontab() -> anyhow::Result<String> {
+    let out = Command::new("crontab")
+        .arg("-l")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| orca_shared::err!(Failure, "cannot run crontab: {e} (is cron installed?)"))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        // None yet: an empty one. Anything else: not ours to overwrite.
+        if said.to_ascii_lowercase().contains("no crontab for") {
+            return Ok(String::new());
+        }
+        fail!(
+            Failure,
+            "crontab -l failed ({}): {}; your crontab was left untouched",
+            out.status,
+            orca_shared::exit::one_line(&said)
+        );
+    }
+    String::from_utf8(out.stdout).map_err(|_| {
+        orca_shared::err!(
+            Failure,
+            "your crontab holds bytes that are not UTF-8: orca-schedule will not rewrite it (fix it with crontab -e, or use --scheduler systemd)"
+        )
+    })
 }
 
 /// What install writes and runs for `entry`.
@@ -435,7 +523,7 @@ pub fn install_plan(entry: &Entry, when: &When, log: &Path) -> anyhow::Result<Pl
             let env: String = entry
                 .environment
                 .iter()
-                .map(|e| format!("Environment={}\n", systemd_quote(e)))
+                .map(|e| format!("Environment={}\n", systemd_env_quote(e)))
                 .collect();
             let exec: Vec<String> = entry.command.iter().map(|a| systemd_quote(a)).collect();
             let service = format!(
@@ -471,6 +559,17 @@ pub fn install_plan(entry: &Entry, when: &When, log: &Path) -> anyhow::Result<Pl
             ));
         }
         Scheduler::Cron => {
+            if let Some(a) = entry
+                .command
+                .iter()
+                .chain(&entry.environment)
+                .find(|a| a.contains('\\'))
+            {
+                fail!(
+                    Usage,
+                    "{a:?} holds a backslash, which cron's own escaping may change: use --scheduler systemd, or a path without one"
+                );
+            }
             let fields = when
                 .cron_fields()
                 .map_err(|why| orca_shared::err!(Usage, "--every: {why}"))?;
@@ -489,7 +588,7 @@ pub fn install_plan(entry: &Entry, when: &When, log: &Path) -> anyhow::Result<Pl
                 cmd.join(" "),
                 sh_quote(&log.display().to_string())
             );
-            let mut tab = crontab_without(&current_crontab(), name);
+            let mut tab = crontab_without(&current_crontab()?, name);
             tab.push_str(&line);
             plan.run
                 .push((vec!["crontab".into(), "-".into()], Some(tab)));
@@ -540,6 +639,18 @@ pub fn install_plan(entry: &Entry, when: &When, log: &Path) -> anyhow::Result<Pl
             ));
         }
         Scheduler::Schtasks => {
+            // Task Scheduler expands %VAR% in an action's arguments.
+            if let Some(a) = entry.command.iter().find(|a| a.contains('%')) {
+                fail!(
+                    Usage,
+                    "{a:?} holds a '%', which Task Scheduler would read as a variable: leave it out"
+                );
+            }
+            if let When::Every(d) = when
+                && d.as_secs() % 60 != 0
+            {
+                fail!(Usage, "--every: Task Scheduler counts in whole minutes");
+            }
             let xml_path = schedules_dir()?.join(format!("{name}.xml"));
             let exe = &entry.command[0];
             let mut args = vec!["--headless".to_string(), win_quote(exe)];
@@ -593,7 +704,7 @@ pub fn remove_plan(entry: &Entry) -> anyhow::Result<Plan> {
         Scheduler::Cron => {
             plan.run.push((
                 vec!["crontab".into(), "-".into()],
-                Some(crontab_without(&current_crontab(), name)),
+                Some(crontab_without(&current_crontab()?, name)),
             ));
         }
         Scheduler::Launchd => {
@@ -684,13 +795,74 @@ fn entries() -> anyhow::Result<Vec<Entry>> {
         let n = e.file_name().to_string_lossy().into_owned();
         if let Some(stem) = n.strip_suffix(".json")
             && !stem.ends_with(".last")
-            && let Ok(entry) = read_entry(stem)
         {
-            out.push(entry);
+            match read_entry(stem) {
+                Ok(entry) => out.push(entry),
+                // Shown, so a schedule that may still run is not hidden.
+                Err(e) => out.push(Entry {
+                    name: stem.to_string(),
+                    when: format!(
+                        "damaged record: {}",
+                        orca_shared::exit::one_line(&format!("{e:#}"))
+                    ),
+                    scheduler: default_scheduler(),
+                    command: Vec::new(),
+                    environment: Vec::new(),
+                    files: Vec::new(),
+                    installed_at: String::new(),
+                }),
+            }
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// An entry for `name` whose record is damaged: what this platform's
+/// scheduler would hold for it.
+fn guess_entry(name: &str) -> anyhow::Result<Entry> {
+    let scheduler = if cfg!(windows) {
+        Scheduler::Schtasks
+    } else if cfg!(target_os = "macos") {
+        Scheduler::Launchd
+    } else if current_crontab()
+        .unwrap_or_default()
+        .contains(&format!("# orca-schedule:{name} "))
+    {
+        Scheduler::Cron
+    } else {
+        Scheduler::Systemd
+    };
+    let files = match scheduler {
+        Scheduler::Systemd => {
+            let d = systemd_dir()?;
+            vec![
+                d.join(format!("orca-backup-{name}.service"))
+                    .display()
+                    .to_string(),
+                d.join(format!("orca-backup-{name}.timer"))
+                    .display()
+                    .to_string(),
+            ]
+        }
+        Scheduler::Launchd => vec![launchd_plist(name)?.display().to_string()],
+        Scheduler::Schtasks => vec![
+            schedules_dir()?
+                .join(format!("{name}.xml"))
+                .display()
+                .to_string(),
+        ],
+        Scheduler::Cron => Vec::new(),
+    };
+    Ok(Entry {
+        name: name.to_string(),
+        when: String::new(),
+        scheduler,
+        command: Vec::new(),
+        environment: Vec::new(),
+        files,
+        installed_at: String::new(),
+    })
 }
 
 /// The last result of schedule `name`, when it ran.
@@ -713,6 +885,30 @@ pub fn summaries() -> Vec<serde_json::Value> {
             })
         })
         .collect()
+}
+
+/// When `entry` runs next, as its scheduler counts.
+fn next_run(
+    entry_scheduler: Scheduler,
+    when: &When,
+    now: DateTime<Local>,
+    last: Option<DateTime<Local>>,
+    installed: Option<DateTime<Local>>,
+) -> Option<DateTime<Local>> {
+    match (entry_scheduler, when) {
+        // cron runs `*/N` on the clock's grid.
+        (Scheduler::Cron, When::Every(_)) => when.next_on_grid(now),
+        // A task repeats from its start, a minute after install.
+        (Scheduler::Schtasks, When::Every(_)) => {
+            let start = installed? + chrono::Duration::minutes(1);
+            if start > now {
+                Some(start)
+            } else {
+                when.next_after(now, Some(start))
+            }
+        }
+        _ => when.next_after(now, last.or(installed)),
+    }
 }
 
 /// The absolute path of orca-backup beside this binary.
@@ -793,6 +989,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 ),
             };
             let scheduler = scheduler.unwrap_or_else(default_scheduler);
+            let backup_args = checked_backup_args(&backup_args)?;
             let exe = orca_backup_path()?;
             let mut command = vec![paths::utf8(&exe)?.to_string()];
             if let Some(cfg) = &ctx.loaded.path {
@@ -803,7 +1000,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             command.push("--schedule".into());
             command.push(name.clone());
             command.extend(backup_args.iter().cloned());
-            let environment: Vec<String> = CARRIED
+            let mut environment: Vec<String> = CARRIED
                 .iter()
                 .filter_map(|k| {
                     std::env::var(k)
@@ -812,6 +1009,27 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                         .map(|v| format!("{k}={v}"))
                 })
                 .collect();
+            if let Some(h) = environment.iter().find(|e| e.starts_with("DOCKER_HOST=")) {
+                let host = &h["DOCKER_HOST=".len()..];
+                if orca_shared::redact::userinfo(host).is_some() {
+                    fail!(
+                        Usage,
+                        "DOCKER_HOST carries a user and password, which a schedule would have to store: use a Docker context instead (nothing was installed)"
+                    );
+                }
+            }
+            if scheduler == Scheduler::Schtasks && !environment.is_empty() {
+                // A task's action has no environment of its own.
+                let names: Vec<&str> = environment
+                    .iter()
+                    .map(|e| e.split('=').next().unwrap_or_default())
+                    .collect();
+                ctx.warn(format!(
+                    "{} cannot go into a Task Scheduler task: the scheduled run uses your user's environment; set them there (setx NAME VALUE) if the run needs them",
+                    names.join(", ")
+                ));
+                environment.clear();
+            }
             let dir = schedules_dir()?;
             let log = dir.join(format!("{name}.log"));
             let mut entry = Entry {
@@ -833,7 +1051,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             rec.set("environment", &entry.environment);
             rec.set(
                 "next_run",
-                when.next_after(Local::now(), Some(Local::now()))
+                next_run(scheduler, &when, Local::now(), None, Some(Local::now()))
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
             );
             rec.set("dry_run", dry_run);
@@ -848,8 +1066,25 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 return Ok(());
             }
             paths::ensure_private_dir(&dir)?;
-            execute(&plan, scheduler)?;
+            // The same name under another scheduler: removed first, so one
+            // name is one schedule.
+            if let Ok(old) = read_entry(&name)
+                && old.scheduler != scheduler
+            {
+                execute(&remove_plan(&old)?, old.scheduler)?;
+            }
+            // Recorded before it is registered, so a failed install can be
+            // undone (here, or by remove).
             fsutil::write_atomic(&entry_path(&name)?, &serde_json::to_vec_pretty(&entry)?)?;
+            if let Err(e) = execute(&plan, scheduler) {
+                if let Ok(undo) = remove_plan(&entry) {
+                    let _ = execute(&undo, scheduler);
+                }
+                let _ = std::fs::remove_file(entry_path(&name)?);
+                return Err(e.context(format!(
+                    "installing schedule '{name}' failed; what it wrote was removed"
+                )));
+            }
             ctx.note(format!(
                 "installed schedule '{name}' ({}) with {}",
                 entry.when,
@@ -859,7 +1094,16 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         }
         Action::Remove { name, dry_run } => {
             check_name(&name)?;
-            let entry = read_entry(&name)?;
+            let entry = match read_entry(&name) {
+                Ok(e) => e,
+                // Its record is damaged: undo whatever this name may have
+                // registered, with the schedulers this platform has.
+                Err(e) if entry_path(&name).is_ok_and(|p| p.exists()) => {
+                    ctx.warn(format!("{e:#}"));
+                    guess_entry(&name)?
+                }
+                Err(e) => return Err(e),
+            };
             let plan = remove_plan(&entry)?;
             ctx.record.set("name", &name);
             ctx.record.set("scheduler", entry.scheduler.as_str());
@@ -875,7 +1119,16 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 return Ok(());
             }
             execute(&plan, entry.scheduler)?;
-            let _ = std::fs::remove_file(entry_path(&name)?);
+            let dir = schedules_dir()?;
+            for f in [
+                format!("{name}.json"),
+                format!("{name}.last.json"),
+                format!("{name}.lock"),
+                format!("{name}.log"),
+                format!("{name}.xml"),
+            ] {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
             ctx.note(format!("removed schedule '{name}'"));
             Ok(())
         }
@@ -893,7 +1146,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                     .ok()
                     .map(|t| t.with_timezone(&Local));
                 let next = when
-                    .and_then(|w| w.next_after(now, last_at.or(installed)))
+                    .and_then(|w| next_run(e.scheduler, &w, now, last_at, installed))
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
                 rows.push(serde_json::json!({
                     "name": e.name,

@@ -100,6 +100,28 @@ impl When {
         }
     }
 
+    /// For `Every`: the next time on cron's grid (`*/N` minutes or hours).
+    pub fn next_on_grid(&self, now: DateTime<Local>) -> Option<DateTime<Local>> {
+        use chrono::Timelike;
+        let When::Every(d) = self else {
+            return self.next_after(now, None);
+        };
+        let step = (d.as_secs() / 60).max(1) as i64;
+        let mut at = now.with_second(0)?.with_nanosecond(0)? + Days::minutes(1);
+        for _ in 0..(60 * 24 * 2) {
+            let ok = if step < 60 {
+                i64::from(at.minute()) % step == 0
+            } else {
+                at.minute() == 0 && i64::from(at.hour()) % (step / 60) == 0
+            };
+            if ok {
+                return Some(at);
+            }
+            at += Days::minutes(1);
+        }
+        None
+    }
+
     /// systemd's `[Timer]` lines.
     pub fn systemd_timer(&self) -> String {
         match self {
