@@ -243,13 +243,14 @@ thaw() {
     fi
     i=0
     s=""
-    while [ $i -lt 20 ]; do
+    while [ $i -lt 150 ]; do
         s=$(state)
         case "$s" in *"ORCA|state|0"*) break ;; esac
-        if [ $i -ge 1 ] || ! kill -0 $sess 2>/dev/null; then
+        # The session's thaw first; after 2 s (or without it) one of our own.
+        if [ $i -eq 40 ] || { [ $i -gt 40 ] && [ $((i % 20)) -eq 0 ]; } || ! kill -0 $sess 2>/dev/null; then
             q "ALTER SERVER CONFIGURATION SET SUSPEND_FOR_SNAPSHOT_BACKUP = OFF" >/dev/null
         fi
-        sleep 1
+        sleep 0.05
         i=$((i + 1))
     done
     exec 3>&-
@@ -269,7 +270,7 @@ while [ $(( $(date +%s) - start )) -lt 30 ]; do
     s=$(state)
     case "$s" in *"ORCA|state|1"*) ok=1; break ;; esac
     kill -0 $sess 2>/dev/null || break
-    sleep 0.2
+    sleep 0.05
 done
 if [ -z "$ok" ]; then
     echo "ORCA|not-frozen|$(tr '\r\n' '  ' <"$d/session.$$" 2>/dev/null)|$(echo "$s" | tr '\n' ' ')"
@@ -685,9 +686,14 @@ pub fn begin(
     max_freeze: Duration,
     limit: Duration,
 ) -> anyhow::Result<Held> {
+    // PostgreSQL's backup mode holds no writes: only the link to orca (and
+    // a day) bounds it; max_freeze_seconds is for SQL Server's freeze.
+    let max_freeze = match plan {
+        Plan::SqlServer { .. } => max_freeze,
+        Plan::Postgres { .. } => POSTGRES_MAX,
+    };
     let max = max_freeze.as_secs().max(1).to_string();
     let quiet = SILENCE.as_secs().to_string();
-    let began = Instant::now();
     let (argv, env, user) = match plan {
         Plan::SqlServer {
             sqlcmd,
@@ -738,6 +744,8 @@ pub fn begin(
         }
     };
     let session = Session::start(&t.id, &argv, &env, user, limit)?;
+    // The freeze cannot begin before the guard runs: the clock starts here.
+    let began = Instant::now();
     let mut held = Held {
         plan: plan.clone(),
         target: t.clone(),
