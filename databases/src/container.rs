@@ -51,6 +51,25 @@ impl Exec {
     }
 }
 
+/// An exec of `argv` with `env` added, as `user`, its output attached (and
+/// its stdin, for a held session).
+fn exec_config(
+    argv: &[String],
+    env: &[String],
+    user: Option<&str>,
+    stdin: bool,
+) -> bollard::models::ExecConfig {
+    bollard::models::ExecConfig {
+        attach_stdin: stdin.then_some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(argv.to_vec()),
+        env: Some(env.to_vec()),
+        user: user.map(String::from),
+        ..Default::default()
+    }
+}
+
 /// Run `argv` in container `id` (see [`Container::exec`]); `container`
 /// names it in errors ("the drill's database container").
 pub fn exec_in(
@@ -63,14 +82,7 @@ pub fn exec_in(
 ) -> anyhow::Result<Exec> {
     let e = engine::engine()?;
     let docker = e.docker().clone();
-    let config = bollard::models::ExecConfig {
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        cmd: Some(argv.to_vec()),
-        env: Some(env.to_vec()),
-        user: user.map(String::from),
-        ..Default::default()
-    };
+    let config = exec_config(argv, env, user, false);
     let what = argv.first().cloned().unwrap_or_default();
     let r = e.call(limit, Mode::Interruptible, async {
         let created = docker.create_exec(id, config).await?;
@@ -144,15 +156,7 @@ impl Session {
         use tokio::io::AsyncWriteExt;
         let e = engine::engine()?;
         let docker = e.docker().clone();
-        let config = bollard::models::ExecConfig {
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(argv.to_vec()),
-            env: Some(env.to_vec()),
-            user: user.map(String::from),
-            ..Default::default()
-        };
+        let config = exec_config(argv, env, user, true);
         let what = argv.first().cloned().unwrap_or_default();
         let started = e
             .call(limit, Mode::Cleanup, async {
