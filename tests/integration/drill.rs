@@ -36,34 +36,13 @@ pub(crate) struct Pg {
 impl Pg {
     /// PostgreSQL started on an existing volume (a restored copy), ready.
     pub(crate) fn on_volume(volume: &str) -> Pg {
-        let name = unique("orca-test-pgdb");
-        let mount = format!("{volume}:/var/lib/postgresql/data");
-        let label = format!("{TEST_LABEL}=true");
-        docker_ok(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--label",
-            &label,
-            "--network",
-            "none",
-            "-v",
-            &mount,
-            POSTGRES_IMAGE,
-        ]);
-        let pg = Pg {
-            vol: TestVolume {
-                name: volume.to_string(),
-            },
-            name,
-        };
-        pg.wait_ready();
-        pg
+        Pg::run_on(TestVolume {
+            name: volume.to_string(),
+        })
     }
 
-    pub(crate) fn start(rows: u32) -> Pg {
-        let vol = TestVolume::named(&unique("orca-test-pg"));
+    /// PostgreSQL started on `vol`, ready.
+    fn run_on(vol: TestVolume) -> Pg {
         let name = unique("orca-test-pgdb");
         let mount = format!("{}:/var/lib/postgresql/data", vol.name);
         let label = format!("{TEST_LABEL}=true");
@@ -82,6 +61,11 @@ impl Pg {
         ]);
         let pg = Pg { vol, name };
         pg.wait_ready();
+        pg
+    }
+
+    pub(crate) fn start(rows: u32) -> Pg {
+        let pg = Pg::run_on(TestVolume::named(&unique("orca-test-pg")));
         pg.psql("postgres", "CREATE DATABASE app");
         pg.psql(
             "app",
