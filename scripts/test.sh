@@ -10,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '==> %s\n' "$*" >&2; }
 
+# Every tool's binary, which the end-to-end tests run (cargo test builds a
+# package's binaries only for its own integration tests).
+say "cargo build --workspace --bins"
+cargo build --workspace --bins
 say "cargo test --workspace"
 cargo test --workspace
 
