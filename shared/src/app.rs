@@ -171,6 +171,22 @@ pub fn main<A: ToolArgs>(
     tool: &'static str,
     run: fn(A, &mut Ctx) -> anyhow::Result<()>,
 ) -> ExitCode {
+    main_then(tool, run, None)
+}
+
+/// What a tool does with its final record (success or failure set) before
+/// it is written: orca-guard notifies. Gets how long the run took.
+pub type Then = fn(&mut Ctx, std::time::Duration);
+
+/// [`main`], and `then` on the final record of a run that got as far as
+/// running (not on usage errors, a failed record on stdin, a config that
+/// cannot be read).
+pub fn main_then<A: ToolArgs>(
+    tool: &'static str,
+    run: fn(A, &mut Ctx) -> anyhow::Result<()>,
+    then: Option<Then>,
+) -> ExitCode {
+    let started = std::time::Instant::now();
     interrupt::install();
     let command = A::command()
         .after_help(exit::EXIT_STATUS_HELP)
@@ -222,18 +238,45 @@ pub fn main<A: ToolArgs>(
     if let Some(text) = ctx.stdout_text.take() {
         return text_outcome(tool, &text, outcome);
     }
-    match outcome {
-        Ok(()) => {
-            ctx.record.set_success();
-            match ctx.record.write_stdout() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{tool}: cannot write the record to stdout: {e}");
-                    ExitCode::FAILURE
+    let Some(then) = then else {
+        return match outcome {
+            Ok(()) => {
+                ctx.record.set_success();
+                match ctx.record.write_stdout() {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("{tool}: cannot write the record to stdout: {e}");
+                        ExitCode::FAILURE
+                    }
                 }
             }
+            Err(e) => fail(tool, ctx.record, &e),
+        };
+    };
+    let code = match outcome {
+        Ok(()) => {
+            ctx.record.set_success();
+            0
         }
-        Err(e) => fail(tool, ctx.record, &e),
+        Err(e) => {
+            let kind = exit::kind_of(&e);
+            let message = exit::message_of(&e, kind);
+            eprintln!("{tool}: {message}");
+            ctx.record.set_failure(kind, &message, tool);
+            kind.exit_code()
+        }
+    };
+    then(&mut ctx, started.elapsed());
+    match ctx.record.write_stdout() {
+        Ok(()) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{tool}: cannot write the record to stdout: {e}");
+            if code == 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::from(code)
+            }
+        }
     }
 }
 

@@ -76,6 +76,66 @@ pub struct S3 {
     pub profile: Option<String>,
 }
 
+/// When `orca-notify` (and the workflow, orca-backup, orca-guard) send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyLevel {
+    /// Failures only.
+    #[default]
+    Error,
+    /// Every run, success or failure.
+    Info,
+}
+
+impl NotifyLevel {
+    /// As written in config and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyLevel::Error => "error",
+            NotifyLevel::Info => "info",
+        }
+    }
+}
+
+/// Notifications (`notify.*`): where to send and what. The URLs may hold
+/// credentials (shoutrrr's forms); they are never printed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Notify {
+    /// shoutrrr-style URLs: smtp://, generic+https://, ntfy://, gotify://,
+    /// slack://, discord://, teams://, hc:// or a healthchecks ping URL.
+    pub urls: Vec<String>,
+    /// `error` (failures only) or `info` (every run).
+    pub level: NotifyLevel,
+    /// The message's body: a template (MiniJinja) of the record's fields.
+    pub template: Option<String>,
+    /// The message's title: a template of the record's fields.
+    pub title: Option<String>,
+    /// How long one attempt to send may take.
+    #[serde(deserialize_with = "non_negative")]
+    pub timeout_seconds: u64,
+    /// How many times a failed send is tried again.
+    #[serde(deserialize_with = "non_negative")]
+    pub retries: u64,
+    /// More trusted certificates (PEM) for the servers notified (a mail
+    /// server with a company CA).
+    pub ca_file: Option<String>,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify {
+            urls: Vec::new(),
+            level: NotifyLevel::Error,
+            template: None,
+            title: None,
+            timeout_seconds: 10,
+            retries: 2,
+            ca_file: None,
+        }
+    }
+}
+
 /// Every setting, with its default.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
@@ -122,6 +182,8 @@ pub struct Config {
     /// freeze) or its backup mode, before the guard in the container ends it.
     #[serde(deserialize_with = "non_negative")]
     pub max_freeze_seconds: u64,
+    /// Notifications.
+    pub notify: Notify,
 }
 
 impl Default for Config {
@@ -144,6 +206,7 @@ impl Default for Config {
             remote_timeout_seconds: 60,
             consistency: crate::consistency::Wanted::Auto,
             max_freeze_seconds: 60,
+            notify: Notify::default(),
         }
     }
 }
@@ -167,11 +230,21 @@ const KNOWN_KEYS: &[&str] = &[
     "remote_timeout_seconds",
     "consistency",
     "max_freeze_seconds",
+    "notify",
 ];
 const KNOWN_RETENTION_KEYS: &[&str] = &["max_count", "max_age_days", "keep_named"];
 const KNOWN_ENCRYPTION_KEYS: &[&str] =
     &["recipients", "recipients_file", "identity_file", "always"];
 const KNOWN_S3_KEYS: &[&str] = &["endpoint", "region", "path_style", "profile"];
+const KNOWN_NOTIFY_KEYS: &[&str] = &[
+    "urls",
+    "level",
+    "template",
+    "title",
+    "timeout_seconds",
+    "retries",
+    "ca_file",
+];
 
 /// The loaded configuration and where it came from.
 #[derive(Clone, Debug)]
@@ -256,6 +329,7 @@ impl Config {
             ("retention", KNOWN_RETENTION_KEYS),
             ("encryption", KNOWN_ENCRYPTION_KEYS),
             ("s3", KNOWN_S3_KEYS),
+            ("notify", KNOWN_NOTIFY_KEYS),
         ] {
             if let Some(Value::Object(inner)) = map.get(section) {
                 for key in inner.keys() {
@@ -344,6 +418,13 @@ impl Config {
                 0,
                 limits::MAX_COUNT,
             ),
+            (
+                "notify.timeout_seconds",
+                config.notify.timeout_seconds,
+                1,
+                600,
+            ),
+            ("notify.retries", config.notify.retries, 0, 10),
             (
                 "retention.max_age_days",
                 config.retention.max_age_days,

@@ -60,6 +60,11 @@ pub enum ErrorKind {
     /// orca-guard: the guarded command or a check failed and the database was
     /// left as it was (`--keep-on-failure`).
     GuardFailed,
+    /// orca-status: the newest backup (or passing drill) is older than
+    /// `--max-age` (`--max-drill-age`), or there is none.
+    Stale,
+    /// orca-notify --test: a notification could not be sent.
+    NotifyFailed,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
 }
@@ -189,6 +194,18 @@ pub const TABLE: &[(ErrorKind, u8, &str, &str)] = &[
         "orca-guard: the command or a check failed; the database was left as it was (--keep-on-failure)",
     ),
     (
+        ErrorKind::Stale,
+        23,
+        "stale",
+        "orca-status: no backup (or passing drill) newer than --max-age (--max-drill-age)",
+    ),
+    (
+        ErrorKind::NotifyFailed,
+        24,
+        "notify_failed",
+        "orca-notify --test: a notification could not be sent",
+    ),
+    (
         ErrorKind::Interrupted,
         130,
         "interrupted",
@@ -222,6 +239,8 @@ EXIT STATUS:
     20   hot copy failed: the database's freeze or backup mode could not begin or ended before the copy was complete; nothing was kept
     21   orca-guard: the command or a check failed; the database was restored to the backup taken before it
     22   orca-guard: the command or a check failed; the database was left as it was (--keep-on-failure)
+    23   orca-status: no backup (or passing drill) newer than --max-age (--max-drill-age)
+    24   orca-notify --test: a notification could not be sent
     130  interrupted (Ctrl-C, SIGTERM)
 Any other non-zero code also means failure. The JSON record on stdout carries
 the same code in error.exit_code and a stable name in error.code.";

@@ -118,6 +118,11 @@ pub fn cancel_token() -> &'static tokio_util::sync::CancellationToken {
     token
 }
 
+/// How many interrupts arrived so far (not counting deferred ones).
+pub fn signals() -> usize {
+    SIGNALS.load(Ordering::SeqCst)
+}
+
 /// Whether an interrupt arrived.
 pub fn interrupted() -> bool {
     SIGNALS.load(Ordering::SeqCst) > 0

@@ -75,17 +75,40 @@ pub fn main() -> ExitCode {
     finish(record, &cli.message)
 }
 
-/// Print the report of `record` on stderr and the record on stdout (with
-/// `message` on success); the exit code is the failed step's, or 0.
-pub fn finish(mut record: Record, message: &str) -> ExitCode {
-    if let Some(code) = record.failure_exit_code() {
+/// What the report says of a record: its first line and the lines under it.
+/// orca-notify sends the same text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The run succeeded.
+    pub ok: bool,
+    /// `✅ Backup complete!` or `❌ Backup failed: <message>`.
+    pub headline: String,
+    /// The details, one per line, indented by two spaces.
+    pub lines: Vec<String>,
+}
+
+impl Summary {
+    /// The headline and the lines, one per line.
+    pub fn text(&self) -> String {
+        let mut t = self.headline.clone();
+        for l in &self.lines {
+            t.push('\n');
+            t.push_str(l);
+        }
+        t
+    }
+}
+
+/// The report of `record`.
+pub fn summary(record: &Record) -> Summary {
+    let mut lines = Vec::new();
+    if record.failure_exit_code().is_some() {
         let message = record
             .get("error")
             .and_then(|e| e.get("message"))
             .and_then(|m| m.as_str())
             .unwrap_or("unknown error")
             .to_string();
-        eprintln!("❌ Backup failed: {message}");
         // A later step (drill, copy, prune) failed: the backup itself is there.
         if record.bool("verified").ok().flatten() == Some(true)
             && let Some(path) = record.str("backup_path").ok().flatten()
@@ -95,33 +118,26 @@ pub fn finish(mut record: Record, message: &str) -> ExitCode {
                 .and_then(|e| e.get("step"))
                 .and_then(|s| s.as_str())
                 .unwrap_or("a later step");
-            eprintln!(
+            lines.push(format!(
                 "  The backup itself was written and verified: {path} ({step} failed after it)"
-            );
+            ));
         }
-        let _ = record.write_stdout();
-        return ExitCode::from(code);
+        return Summary {
+            ok: false,
+            headline: format!("❌ Backup failed: {message}"),
+            lines,
+        };
     }
-    let path = record.str("backup_path").ok().flatten().map(String::from);
-    let Some(path) = path else {
-        let e = orca_shared::err!(
-            Usage,
-            "the record has no backup_path: pipe the output of the backup steps into orca-report"
-        );
-        eprintln!("❌ Backup failed: {e}");
-        return orca_shared::app::fail(TOOL, record, &e);
-    };
-    let size = record
-        .str("size")
+    let path = record
+        .str("backup_path")
         .ok()
         .flatten()
-        .map(String::from)
-        .unwrap_or_else(|| "unknown".into());
-    eprintln!("✅ Backup complete!");
-    eprintln!("  Path: {path}");
-    eprintln!("  Size: {size}");
-    if let Some(line) = consistency_line(&record) {
-        eprintln!("  Copy: {line}");
+        .unwrap_or("unknown");
+    let size = record.str("size").ok().flatten().unwrap_or("unknown");
+    lines.push(format!("  Path: {path}"));
+    lines.push(format!("  Size: {size}"));
+    if let Some(line) = consistency_line(record) {
+        lines.push(format!("  Copy: {line}"));
     }
     let content_checked = record
         .get("checks")
@@ -131,10 +147,13 @@ pub fn finish(mut record: Record, message: &str) -> ExitCode {
     if record.bool("verified").ok().flatten() == Some(true) {
         let entries = record.u64("entries").ok().flatten().unwrap_or(0);
         if content_checked {
-            eprintln!("  Verified: yes ({entries} entries, checksum and structure checked)");
+            lines.push(format!(
+                "  Verified: yes ({entries} entries, checksum and structure checked)"
+            ));
         } else {
-            eprintln!(
+            lines.push(
                 "  Verified: checksum only (encrypted; give the verify step --identity to check the content)"
+                    .into(),
             );
         }
     }
@@ -144,9 +163,9 @@ pub fn finish(mut record: Record, message: &str) -> ExitCode {
             .and_then(|r| r.as_array())
             .map_or(0, Vec::len);
         if to == 0 {
-            eprintln!("  Encrypted: yes (age, passphrase)");
+            lines.push("  Encrypted: yes (age, passphrase)".into());
         } else {
-            eprintln!("  Encrypted: yes (age, {to} recipient(s))");
+            lines.push(format!("  Encrypted: yes (age, {to} recipient(s))"));
         }
     }
     if let Some(d) = record.get("drill") {
@@ -159,9 +178,9 @@ pub fn finish(mut record: Record, message: &str) -> ExitCode {
             .get("checks")
             .and_then(|c| c.as_array())
             .map_or(0, Vec::len);
-        eprintln!(
+        lines.push(format!(
             "  Drill: passed ({engine} started on a scratch copy in {secs:.1} s, {checks} checks passed)"
-        );
+        ));
     }
     if let Some(copies) = record.get("copies").and_then(|c| c.as_array()) {
         for c in copies {
@@ -171,31 +190,58 @@ pub fn finish(mut record: Record, message: &str) -> ExitCode {
                 } else {
                     "not checked"
                 };
-                eprintln!("  Copied to: {url} ({checked})");
+                lines.push(format!("  Copied to: {url} ({checked})"));
             }
         }
     }
     match record.str("consistency").ok().flatten() {
-        Some("killed") => eprintln!(
+        Some("killed") => lines.push(
             "  Note: NOT consistent: the database did not stop within stop_timeout_seconds and was killed; raise stop_timeout_seconds and back up again"
+                .into(),
         ),
-        Some("live") => eprintln!(
+        Some("live") => lines.push(
             "  Note: live copy taken while the database was running; it may not restore (use --stop, or a hot copy)"
+                .into(),
         ),
         Some(_) => {}
-        None if record.bool("consistent").ok().flatten() == Some(false) => eprintln!(
+        None if record.bool("consistent").ok().flatten() == Some(false) => lines.push(
             "  Note: live copy taken while SQL Server was running; use --stop for a consistent one"
+                .into(),
         ),
         None => {}
     }
     if let Some(pruned) = record.get("pruned").and_then(|p| p.as_array()) {
         let freed = record.u64("freed_bytes").ok().flatten().unwrap_or(0);
-        eprintln!(
+        lines.push(format!(
             "  Pruned: {} old backup(s), {} freed",
             pruned.len(),
             orca_shared::progress::seed_size(freed)
-        );
+        ));
     }
+    Summary {
+        ok: true,
+        headline: "✅ Backup complete!".into(),
+        lines,
+    }
+}
+
+/// Print the report of `record` on stderr and the record on stdout (with
+/// `message` on success); the exit code is the failed step's, or 0.
+pub fn finish(mut record: Record, message: &str) -> ExitCode {
+    if let Some(code) = record.failure_exit_code() {
+        eprintln!("{}", summary(&record).text());
+        let _ = record.write_stdout();
+        return ExitCode::from(code);
+    }
+    if record.str("backup_path").ok().flatten().is_none() {
+        let e = orca_shared::err!(
+            Usage,
+            "the record has no backup_path: pipe the output of the backup steps into orca-report"
+        );
+        eprintln!("❌ Backup failed: {e}");
+        return orca_shared::app::fail(TOOL, record, &e);
+    }
+    eprintln!("{}", summary(&record).text());
     record.set("message", message);
     record.set_success();
     match record.write_stdout() {
