@@ -43,6 +43,10 @@ Options:
   --drill-timeout S     how long the database may take to start (seconds)
   --copy-to URL         copy the verified backup to s3://bucket[/prefix] or a directory
                         (repeatable; default: copy_to in config, else no copy)
+  --notify URL          tell this URL how it went (repeatable; shoutrrr-style: smtp://,
+                        generic+https://, ntfy://, gotify://, slack://, discord://,
+                        teams://, hc://; default: notify.urls in config)
+  --notify-level L      error (default: failures only) or info (every run)
   --config PATH         config file (default: $ORCA_CONFIG, else ~/.claude-orca/config.json)
   -h, --help            this help
 
@@ -107,6 +111,9 @@ while [ $# -gt 0 ]; do
             case "$value" in *[!0-9]*) bad "--drill-timeout must be a whole number of seconds, not '$value'" ;; esac
             drill=1; drill_args+=("--timeout=$value") ;;
         --copy-to) takes "$arg" "${@:2}"; copy_args+=("--to=$value") ;;
+        --notify) takes "$arg" "${@:2}" ;;
+        --notify-level) takes "$arg" "${@:2}"
+            case "$value" in error|info) ;; *) bad "--notify-level must be error or info, not '$value'" ;; esac ;;
         --config) takes "$arg" "${@:2}"; common+=("--config=$value") ;;
         -h|--help) usage; exit 0 ;;
         *) bad "unknown option '$1'" ;;

@@ -31,6 +31,8 @@ pub const TOOLS: &[&str] = &[
     "orca-guard",
     "orca-backup",
     "orca-schedule",
+    "orca-notify",
+    "orca-status",
 ];
 
 /// The path of a built binary.

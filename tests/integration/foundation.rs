@@ -78,10 +78,12 @@ fn a_failed_record_passes_through_unchanged_with_its_code() {
     let failed = r#"{"success":false,"error":{"code":"volume_not_found","message":"gone","exit_code":4,"step":"orca-find-volume"},"extra":[1]}"#;
     // orca-guard and orca-backup read no record: they run steps, they are
     // not one.
-    for tool in TOOLS
-        .iter()
-        .filter(|t| !matches!(**t, "orca-guard" | "orca-backup" | "orca-schedule"))
-    {
+    for tool in TOOLS.iter().filter(|t| {
+        !matches!(
+            **t,
+            "orca-guard" | "orca-backup" | "orca-schedule" | "orca-status"
+        )
+    }) {
         // The tools that start a pipeline read a record only when told (`-`).
         let args: &[&str] = if matches!(*tool, "orca-find-volume" | "orca-list") {
             &["-"]

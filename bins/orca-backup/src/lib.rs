@@ -110,6 +110,14 @@ pub struct Cli {
     #[arg(long = "copy-to", value_name = "URL")]
     pub copy_to: Vec<String>,
 
+    /// Tell this URL how it went (repeatable; shoutrrr-style, see orca-notify) [default: notify.urls in config]
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+
+    /// error: tell of failures only; info: of every run [default: notify.level in config, else error]
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub notify_level: Option<orca_shared::config::NotifyLevel>,
+
     /// Run as schedule NAME (what orca-schedule writes into entries): keep the final record as the schedule's last result, and skip when the schedule's previous run still runs
     #[arg(long, value_name = "NAME")]
     pub schedule: Option<String>,
@@ -254,19 +262,27 @@ pub fn main() -> ExitCode {
         clap_complete::generate(shell, &mut cmd, TOOL, &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
+    let started = std::time::Instant::now();
     let mut ctx = match orca_shared::app::context(TOOL, &cli.common) {
         Ok(c) => c,
         Err((code, number, message)) => {
+            let mut r = orca_shared::record::Record::new();
+            let kind = exit::ErrorKind::from_exit_code(number).unwrap_or(exit::ErrorKind::Usage);
+            r.set_failure(kind, &message, TOOL);
+            // The config cannot be read: only the --notify URLs can hear of it.
+            let notifier = orca_notify::Notifier::new(
+                &orca_shared::config::Notify::default(),
+                &cli.notify,
+                cli.notify_level,
+            );
+            notifier.finish(&mut r, Some(started.elapsed()), TOOL);
             if let Some(name) = &cli.schedule {
-                let mut r = orca_shared::record::Record::new();
-                let kind =
-                    exit::ErrorKind::from_exit_code(number).unwrap_or(exit::ErrorKind::Usage);
-                r.set_failure(kind, &message, TOOL);
                 schedule::keep_result(name, &r, number, false);
             }
             return code;
         }
     };
+    let notifier = orca_notify::Notifier::new(&ctx.config.notify, &cli.notify, cli.notify_level);
     // A scheduled run: one at a time per schedule.
     let _running = match &cli.schedule {
         Some(name) => match schedule::claim(name) {
@@ -291,6 +307,7 @@ pub fn main() -> ExitCode {
         },
         None => None,
     };
+    notifier.start(&mut ctx.record, TOOL);
     if let Err(e) = workflow(&cli, &mut ctx) {
         let kind = exit::kind_of(&e);
         let message = exit::message_of(&e, kind);
@@ -298,6 +315,7 @@ pub fn main() -> ExitCode {
         eprintln!("{step}: {message}");
         ctx.record.set_failure(kind, &message, step);
     }
+    notifier.finish(&mut ctx.record, Some(started.elapsed()), TOOL);
     if let Some(name) = &cli.schedule {
         let code = ctx.record.failure_exit_code().unwrap_or(0);
         schedule::keep_result(name, &ctx.record, code, false);

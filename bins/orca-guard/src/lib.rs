@@ -115,6 +115,14 @@ pub struct Cli {
     #[arg(long = "identity", short = 'i', value_name = "PATH")]
     pub identities: Vec<PathBuf>,
 
+    /// Tell this URL how it went (repeatable; shoutrrr-style, see orca-notify) [default: notify.urls in config]
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+
+    /// error: tell of failures only; info: of every run [default: notify.level in config, else error]
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub notify_level: Option<orca_shared::config::NotifyLevel>,
+
     /// The command to guard, after `--`
     #[arg(value_name = "COMMAND", num_args = 1..)]
     pub command: Vec<String>,
@@ -388,8 +396,22 @@ fn take_backup(
     Ok(())
 }
 
+/// Who hears of the run (set by [`run`], used by [`notify`]).
+static NOTIFIER: std::sync::OnceLock<orca_notify::Notifier> = std::sync::OnceLock::new();
+
+/// The end of a run (orca-guard's `main`): tell the notification URLs how
+/// it went, as the record says.
+pub fn notify(ctx: &mut Ctx, took: Duration) {
+    if let Some(n) = NOTIFIER.get() {
+        n.finish(&mut ctx.record, Some(took), ctx.tool);
+    }
+}
+
 /// Run the guarded command, the checks, and restore when one fails.
 pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
+    let notifier = orca_notify::Notifier::new(&ctx.config.notify, &cli.notify, cli.notify_level);
+    notifier.start(&mut ctx.record, ctx.tool);
+    let _ = NOTIFIER.set(notifier);
     if cli.command.is_empty() {
         fail!(
             Usage,

@@ -1,0 +1,3 @@
+//! The `orca-notify` command line keeps the contract every tool keeps.
+
+orca_test_support::cli_contract_tests!("orca-notify");
