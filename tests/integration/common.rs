@@ -416,3 +416,91 @@ impl Drop for GoneVolume {
         let _ = docker(&["volume", "rm", "-f", &self.0]);
     }
 }
+
+/// A script of tests/support/scripts.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/scripts")
+        .join(name)
+}
+
+/// A recording server (tests/support/scripts/*_sink.py), killed on drop.
+pub struct Sink {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Sink {
+    fn spawn(mut cmd: Command, dir: TempDir, log: PathBuf) -> Sink {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs (the CI installs aiosmtpd with pip)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("the test server did not start (pip install aiosmtpd?): {line:?}")
+        });
+        Sink {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// An HTTP server answering `status` after `delay` seconds.
+    pub fn http(status: u16, delay: f64) -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let mut c = Command::new("python3");
+        c.arg(script("http_sink.py")).arg(&log).args([
+            "--status",
+            &status.to_string(),
+            "--delay",
+            &delay.to_string(),
+        ]);
+        Sink::spawn(c, dir, log)
+    }
+
+    /// An SMTP server (`starttls` or `implicit`) with AUTH for alice, with
+    /// `server-cert.pem` and `server-key.pem` from `certs`.
+    pub fn smtp(mode: &str, certs: &Path, password: &str) -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mails.jsonl");
+        let mut c = Command::new("python3");
+        c.arg(script("smtp_sink.py"))
+            .arg(&log)
+            .arg(certs.join("server-cert.pem"))
+            .arg(certs.join("server-key.pem"))
+            .args(["alice", password, mode]);
+        Sink::spawn(c, dir, log)
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What it received, in order.
+    pub fn got(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

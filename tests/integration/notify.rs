@@ -5,9 +5,7 @@
 //! Discord, Teams and hc-ping.com have fixed HTTPS hosts: the tests point
 //! them at the local server with the test-only ORCA_NOTIFY_TEST_BASE_URL.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,91 +13,6 @@ use tempfile::TempDir;
 
 use crate::common::*;
 use crate::need_docker;
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support/scripts")
-        .join(name)
-}
-
-/// A recording server (tests/support/scripts/*_sink.py), killed on drop.
-struct Sink {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Sink {
-    fn spawn(mut cmd: Command, dir: TempDir, log: PathBuf) -> Sink {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs (the CI installs aiosmtpd with pip)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("the test server did not start (pip install aiosmtpd?): {line:?}")
-        });
-        Sink {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// An HTTP server answering `status` after `delay` seconds.
-    fn http(status: u16, delay: f64) -> Sink {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("requests.jsonl");
-        let mut c = Command::new("python3");
-        c.arg(script("http_sink.py")).arg(&log).args([
-            "--status",
-            &status.to_string(),
-            "--delay",
-            &delay.to_string(),
-        ]);
-        Sink::spawn(c, dir, log)
-    }
-
-    /// An SMTP server (`starttls` or `implicit`) with AUTH for alice.
-    fn smtp(mode: &str, certs: &Certs, password: &str) -> Sink {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("mails.jsonl");
-        let mut c = Command::new("python3");
-        c.arg(script("smtp_sink.py"))
-            .arg(&log)
-            .arg(certs.dir.path().join("server-cert.pem"))
-            .arg(certs.dir.path().join("server-key.pem"))
-            .args(["alice", password, mode]);
-        Sink::spawn(c, dir, log)
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// What it received, in order.
-    fn got(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A test CA and a server certificate for 127.0.0.1 it signed.
 struct Certs {
@@ -145,8 +58,8 @@ fn a_failed_workflow_mails_every_recipient_over_starttls_and_implicit_tls() {
     need_docker!();
     let certs = Certs::new();
     let password = "Pa55 \"w0rd <x>";
-    let starttls = Sink::smtp("starttls", &certs, password);
-    let implicit = Sink::smtp("implicit", &certs, password);
+    let starttls = Sink::smtp("starttls", certs.dir.path(), password);
+    let implicit = Sink::smtp("implicit", certs.dir.path(), password);
     let env = Env::new();
     let enc = |s: &str| {
         s.replace('%', "%25")

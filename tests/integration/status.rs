@@ -95,6 +95,22 @@ fn fresh_and_stale_backups_copies_interruptions_and_the_prometheus_file() {
     env.run("orca-status", &["--max-drill-age", "7d"])
         .fails_saying(23, "no drill has passed");
 
+    // A restore's safety copy of what it replaced is newer, but it is not
+    // a backup anyone made: the last backup stays the same.
+    env.run(
+        "orca-restore",
+        &[made["backup_path"].as_str().unwrap(), "--volume", &vol.name],
+    )
+    .ok();
+    assert!(
+        files_in(&env.backups())
+            .iter()
+            .any(|f| f.starts_with("orca-db-pre-restore-"))
+    );
+    let rec = env.run("orca-status", &[]).ok();
+    assert_eq!(rec["last_backup"]["name"], "orca-db-first.tar.gz");
+    assert_eq!(rec["count"], 2);
+
     // A restore killed half-way leaves its journal: a problem to see.
     let (child, rx) = spawn_paused(
         env.cmd(
@@ -148,7 +164,7 @@ fn fresh_and_stale_backups_copies_interruptions_and_the_prometheus_file() {
     assert_eq!(files_in(prom_dir.path()), vec!["orca.prom".to_string()]);
     let m = parse_prometheus(&prom);
     assert_eq!(m["orca_backup_stale{}"], 1.0);
-    assert_eq!(m["orca_backup_count{}"], 1.0);
+    assert_eq!(m["orca_backup_count{}"], 2.0);
     assert_eq!(m["orca_backup_interrupted_restores{}"], 1.0);
     assert_eq!(
         m["orca_backup_last_success_timestamp_seconds{}"] as i64,

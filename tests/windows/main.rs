@@ -578,12 +578,24 @@ fn the_windows_build_runs_the_whole_workflow_into_a_non_ascii_path() {
     let vol = TestVolume::named(&unique("orca-test-win-flow"));
     vol.fill_sql_like(2 << 20, 5);
     std::fs::write(home.join("config.json"), r#"{"min_size_warning_mb": 0}"#).unwrap();
+    // Every run told to a webhook (a recording server on this side of Wine).
+    let sink = Sink::http(200, 0.0);
+    let hook = format!("generic+http://127.0.0.1:{}/hook", sink.port);
     let run = Run::from_output(
         wine(
             &bins,
             &home,
             "orca-backup",
-            &["--volume", &vol.name, "--name", "ünïcode"],
+            &[
+                "--volume",
+                &vol.name,
+                "--name",
+                "ünïcode",
+                "--notify",
+                &hook,
+                "--notify-level",
+                "info",
+            ],
         )
         .output()
         .unwrap(),
@@ -603,6 +615,35 @@ fn the_windows_build_runs_the_whole_workflow_into_a_non_ascii_path() {
         z(&home.join("backups").join("orca-db-ünïcode.tar.gz"))
     );
     assert!(home.join("backups").join("orca-db-ünïcode.tar.gz").exists());
+    assert_eq!(rec["notifications"][0]["sent"], true, "{rec}");
+    let got = sink.got();
+    assert_eq!(got.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    assert!(
+        body["title"]
+            .as_str()
+            .unwrap()
+            .contains("orca-db-ünïcode.tar.gz"),
+        "{body}"
+    );
+    // orca-status from Windows: fresh, and its Prometheus file written
+    // atomically into the non-ASCII directory.
+    let prom = home.join("metrics.prom");
+    let status = Run::from_output(
+        wine(
+            &bins,
+            &home,
+            "orca-status",
+            &["--max-age", "1h", "--prometheus", &z(&prom)],
+        )
+        .output()
+        .unwrap(),
+    )
+    .ok();
+    assert_eq!(status["last_backup"]["name"], "orca-db-ünïcode.tar.gz");
+    assert!(status["free_bytes"].as_u64().unwrap() > 0, "{status}");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("orca_backup_count 1\n"), "{text}");
 }
 
 #[test]

@@ -154,7 +154,9 @@ fn http_client(settings: &Settings) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(settings.timeout)
         .timeout(settings.timeout)
-        .redirect(reqwest::redirect::Policy::limited(3))
+        // A redirect could carry a token header to another host: none is
+        // followed (a 3xx is an error that says so).
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("orca-notify/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = &settings.ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -400,6 +402,14 @@ async fn http(h: &Http, msg: &Message, client: &reqwest::Client) -> Result<(), F
     let resp = req.send().await.map_err(|e| request_failure(&e))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
+    if status.is_redirection() {
+        return Err(failed(
+            format!(
+                "the service answered HTTP {status} (a redirect, not followed): give the URL it redirects to"
+            ),
+            false,
+        ));
+    }
     if !status.is_success() {
         return Err(status_failure(status, &text, "the service"));
     }

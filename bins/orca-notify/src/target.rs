@@ -470,7 +470,9 @@ fn ntfy(
         .last()
         .cloned()
         .ok_or("it names no topic: ntfy://host/TOPIC")?;
-    secrets.push(topic.clone());
+    if tokenish(&topic) {
+        secrets.push(topic.clone());
+    }
     let prefix = segs[..segs.len() - 1].join("/");
     let scheme = match param(q, &["scheme"]) {
         Some("http") => "http",
@@ -701,8 +703,10 @@ fn teams(
     let group = decode(u.username());
     let tenant = u.host_str().unwrap_or("").to_string();
     let segs = segments(u);
-    for s in &segs {
-        secrets.push(s.clone());
+    for s in segs.iter().chain([&group, &tenant]) {
+        if tokenish(s) {
+            secrets.push(s.clone());
+        }
     }
     let (host, path) = if !group.is_empty() {
         // teams://group@tenant/altId/groupOwner[/extraId]?host=org.webhook.office.com
@@ -886,8 +890,11 @@ mod tests {
         assert!(
             matches!(&h.kind, HttpKind::Ntfy { topic, priority: Some(4), .. } if topic == "orca-alerts")
         );
-        assert!(t.secrets.contains(&"orca-alerts".to_string()));
+        // A topic is shown nowhere; scrubbed from texts only when it
+        // cannot be an ordinary word.
         assert!(!t.label.contains("orca-alerts"));
+        let (t, _) = http("ntfy://ntfy.sh/orca");
+        assert!(!t.secrets.contains(&"orca".to_string()));
         let (t, h) = http("gotify://g.example.com:8080/sub/AbCdEf123456?disabletls=yes&priority=9");
         assert_eq!(h.url, "http://g.example.com:8080/sub/message");
         assert_eq!(

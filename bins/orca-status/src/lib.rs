@@ -193,6 +193,11 @@ fn copies_of(b: &Found) -> Vec<(String, DateTime<Utc>, bool)> {
         .collect()
 }
 
+/// A restore's safety copy of what it replaced (`orca-db-pre-restore-*`).
+fn is_safety_copy(b: &Found) -> bool {
+    b.name.starts_with("orca-db-pre-restore-")
+}
+
 /// Space left for the backups directory (its nearest existing ancestor).
 fn free_bytes(dir: &Path) -> Option<u64> {
     let mut d = Some(dir);
@@ -240,13 +245,15 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         })
         .collect();
 
-    // A good backup: complete (the catalog holds only whole archives) and
-    // not known to have failed verification.
+    // A good backup: complete (the catalog holds only whole archives), not
+    // known to have failed verification, and made as a backup (a restore's
+    // safety copy of what it replaced is not).
     let good = |b: &&&Found| {
-        b.manifest
-            .manifest()
-            .and_then(|m| m.verification.as_ref())
-            .is_none_or(|v| v.verified)
+        !is_safety_copy(b)
+            && b.manifest
+                .manifest()
+                .and_then(|m| m.verification.as_ref())
+                .is_none_or(|v| v.verified)
     };
     let last_backup = backups
         .iter()
@@ -256,6 +263,7 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .transpose()?;
     let last_verified = backups
         .iter()
+        .filter(|b| !is_safety_copy(b))
         .filter_map(|b| {
             let v = b.manifest.manifest()?.verification.as_ref()?;
             let at = parse_time(&v.verified_at)?;
