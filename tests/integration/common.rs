@@ -504,3 +504,39 @@ impl Drop for Sink {
         let _ = self.child.wait();
     }
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate.
+pub struct Certs {
+    /// Where the files are.
+    pub dir: tempfile::TempDir,
+}
+
+impl Certs {
+    /// Make them (openssl).
+    pub fn new() -> Certs {
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"
+set -e
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=orca-test-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server-cert.pem -days 2 -extfile server.ext 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout key.pem -out client.csr -subj /CN=orca-client 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\n' > client.ext
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 2 -extfile client.ext 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -keyout other-key.pem -out other-ca.pem -days 2 -subj /CN=other-ca 2>/dev/null
+"#;
+        let st = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(dir.path())
+            .status()
+            .expect("openssl runs (apt-get install openssl)");
+        assert!(st.success(), "making test certificates failed");
+        Certs { dir }
+    }
+
+    /// One of the files: ca.pem, server-cert.pem, server-key.pem, cert.pem, key.pem...
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+}

@@ -5,43 +5,12 @@
 //! Discord, Teams and hc-ping.com have fixed HTTPS hosts: the tests point
 //! them at the local server with the test-only ORCA_NOTIFY_TEST_BASE_URL.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tempfile::TempDir;
 
 use crate::common::*;
 use crate::need_docker;
-
-/// A test CA and a server certificate for 127.0.0.1 it signed.
-struct Certs {
-    dir: TempDir,
-}
-
-impl Certs {
-    fn new() -> Certs {
-        let dir = tempfile::tempdir().unwrap();
-        let script = r#"
-set -e
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=orca-test-mail-ca 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=127.0.0.1 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server-cert.pem -days 2 -extfile server.ext 2>/dev/null
-"#;
-        let st = Command::new("sh")
-            .args(["-c", script])
-            .current_dir(dir.path())
-            .status()
-            .expect("openssl runs");
-        assert!(st.success());
-        Certs { dir }
-    }
-
-    fn ca(&self) -> String {
-        self.dir.path().join("ca.pem").display().to_string()
-    }
-}
 
 /// A failed record as a pipe's first failing step writes it.
 const FAILED: &str = r#"{"success": false, "volume": "orca.apphost-0123456789-sql-data", "error": {"code": "volume_not_found", "exit_code": 4, "message": "volume 'x' not found: check the name with docker volume ls", "step": "orca-find-volume"}}"#;
@@ -78,7 +47,7 @@ fn a_failed_workflow_mails_every_recipient_over_starttls_and_implicit_tls() {
         &serde_json::json!({
             "notify": {
                 "urls": [url(starttls.port, ""), url(implicit.port, "&encryption=ImplicitTLS")],
-                "ca_file": certs.ca(),
+                "ca_file": certs.path("ca.pem").display().to_string(),
             }
         })
         .to_string(),
