@@ -174,17 +174,24 @@ pub fn main<A: ToolArgs>(
     main_then(tool, run, None)
 }
 
-/// What a tool does with its final record (success or failure set) before
-/// it is written: orca-guard notifies. Gets how long the run took.
-pub type Then = fn(&mut Ctx, std::time::Duration);
+/// A tool's first and last word (orca-guard's notifications): `before`
+/// sees the parsed flags before anything runs; `then` gets the final record
+/// (success or failure set) before it is written, the config when it could
+/// be read, and how long the run took.
+pub struct Hooks<A> {
+    /// Called with the flags once they parsed.
+    pub before: fn(&A),
+    /// Called with the final record of a run that got past its flags.
+    pub then: fn(&mut Record, Option<&Config>, std::time::Duration),
+}
 
-/// [`main`], and `then` on the final record of a run that got as far as
-/// running (not on usage errors, a failed record on stdin, a config that
-/// cannot be read).
+/// [`main`], with [`Hooks`]: `then` runs on the final record of a run that
+/// got as far as loading its config (it gets `None` when the config could
+/// not be read), not on usage errors or a failed record on stdin.
 pub fn main_then<A: ToolArgs>(
     tool: &'static str,
     run: fn(A, &mut Ctx) -> anyhow::Result<()>,
-    then: Option<Then>,
+    hooks: Option<Hooks<A>>,
 ) -> ExitCode {
     let started = std::time::Instant::now();
     interrupt::install();
@@ -205,6 +212,9 @@ pub fn main_then<A: ToolArgs>(
         clap_complete::generate(shell, &mut cmd, tool, &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
+    if let Some(h) = &hooks {
+        (h.before)(&args);
+    }
 
     let read = match args.stdin() {
         StdinUse::Never => Ok((Record::new(), Source::Fresh)),
@@ -222,7 +232,19 @@ pub fn main_then<A: ToolArgs>(
     }
     let loaded = match Config::load(args.common().config.as_deref()) {
         Ok(l) => l,
-        Err(e) => return fail(tool, record, &e),
+        Err(e) => {
+            let Some(h) = &hooks else {
+                return fail(tool, record, &e);
+            };
+            let mut record = record;
+            let kind = exit::kind_of(&e);
+            let message = exit::message_of(&e, kind);
+            eprintln!("{tool}: {message}");
+            record.set_failure(kind, &message, tool);
+            (h.then)(&mut record, None, started.elapsed());
+            let _ = record.write_stdout();
+            return ExitCode::from(kind.exit_code());
+        }
     };
     loaded.print_warnings(tool);
     crate::engine::configure(loaded.config.timeouts());
@@ -238,7 +260,7 @@ pub fn main_then<A: ToolArgs>(
     if let Some(text) = ctx.stdout_text.take() {
         return text_outcome(tool, &text, outcome);
     }
-    let Some(then) = then else {
+    let Some(hooks) = hooks else {
         return match outcome {
             Ok(()) => {
                 ctx.record.set_success();
@@ -266,7 +288,7 @@ pub fn main_then<A: ToolArgs>(
             kind.exit_code()
         }
     };
-    then(&mut ctx, started.elapsed());
+    (hooks.then)(&mut ctx.record, Some(&ctx.config), started.elapsed());
     match ctx.record.write_stdout() {
         Ok(()) => ExitCode::from(code),
         Err(e) => {

@@ -182,7 +182,9 @@ pub struct Config {
     /// freeze) or its backup mode, before the guard in the container ends it.
     #[serde(deserialize_with = "non_negative")]
     pub max_freeze_seconds: u64,
-    /// Notifications.
+    /// Notifications: read leniently by [`Config::parse`] (a mistake there
+    /// is a warning, never a reason not to back up).
+    #[serde(skip_deserializing)]
     pub notify: Notify,
 }
 
@@ -343,7 +345,7 @@ impl Config {
             }
         }
         let mut de = serde_json::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.inner();
             // serde reports where parsing stopped (after the value); the key's
@@ -419,13 +421,6 @@ impl Config {
                 limits::MAX_COUNT,
             ),
             (
-                "notify.timeout_seconds",
-                config.notify.timeout_seconds,
-                1,
-                600,
-            ),
-            ("notify.retries", config.notify.retries, 0, 10),
-            (
                 "retention.max_age_days",
                 config.retention.max_age_days,
                 0,
@@ -441,6 +436,7 @@ impl Config {
                 );
             }
         }
+        config.notify = lenient_notify(map.get("notify"), &file.to_string(), text, &mut warnings);
         if let Err(e) = glob::Pattern::new(&config.volume_pattern) {
             crate::fail!(
                 Usage,
@@ -483,6 +479,86 @@ impl Loaded {
             eprintln!("{tool}: warning: {w}");
         }
     }
+}
+
+/// `notify.*`, key by key: a key that is wrong is a warning and its default
+/// (a typo in the notification settings must not stop a backup, least of
+/// all a scheduled one, which then could not even be told).
+fn lenient_notify(
+    value: Option<&Value>,
+    file: &str,
+    text: &str,
+    warnings: &mut Vec<String>,
+) -> Notify {
+    let mut n = Notify::default();
+    let Some(value) = value else {
+        return n;
+    };
+    let Value::Object(m) = value else {
+        warnings.push(format!(
+            "config {file}: line {}: key 'notify' must be an object: notifications are off",
+            line_of(text, &["notify"])
+        ));
+        return n;
+    };
+    let mut warn = |key: &str, why: &str| {
+        warnings.push(format!(
+            "config {file}: line {}: key 'notify.{key}' {why}",
+            line_of(text, &["notify", key])
+        ));
+    };
+    if let Some(v) = m.get("urls") {
+        match v {
+            Value::String(u) => n.urls = vec![u.clone()],
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(u) => n.urls.push(u.to_string()),
+                        None => warn(
+                            "urls",
+                            &format!("item {} is not a string (a URL): it is ignored", i + 1),
+                        ),
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => warn("urls", "must be a list of URLs: no URL is used"),
+        }
+    }
+    if let Some(v) = m.get("level") {
+        match v.as_str() {
+            Some("error") => n.level = NotifyLevel::Error,
+            Some("info") => n.level = NotifyLevel::Info,
+            _ => warn("level", "must be \"error\" or \"info\": error is used"),
+        }
+    }
+    for (key, slot) in [
+        ("template", &mut n.template),
+        ("title", &mut n.title),
+        ("ca_file", &mut n.ca_file),
+    ] {
+        match m.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(t)) => *slot = Some(t.clone()),
+            Some(_) => warn(key, "must be a string: it is ignored"),
+        }
+    }
+    for (key, slot, min, max, default) in [
+        ("timeout_seconds", &mut n.timeout_seconds, 1, 600, 10),
+        ("retries", &mut n.retries, 0, 10, 2),
+    ] {
+        match m.get(key) {
+            None => {}
+            Some(v) => match v.as_u64().filter(|x| (min..=max).contains(x)) {
+                Some(x) => *slot = x,
+                None => warn(
+                    key,
+                    &format!("must be a whole number from {min} to {max}: {default} is used"),
+                ),
+            },
+        }
+    }
+    n
 }
 
 /// serde_json appends " at line L column C"; we print the line ourselves.
@@ -544,6 +620,32 @@ mod tests {
         let e = parse("{\n \"stop_timeout_seconds\": 1e400\n}").unwrap_err();
         let m = format!("{e:#}");
         assert!(m.contains("line 2") && m.contains("1e400"), "{m}");
+    }
+
+    #[test]
+    fn mistakes_in_notify_are_warnings_and_keep_the_rest() {
+        let (c, w) = parse(
+            "{\n \"notify\": {\n  \"urls\": [\"hc://x\", 3],\n  \"level\": \"warn\",\n  \"timeout_seconds\": 0,\n  \"retries\": 4,\n  \"title\": 7\n }\n}",
+        )
+        .unwrap();
+        assert_eq!(c.notify.urls, vec!["hc://x"]);
+        assert_eq!(c.notify.level, NotifyLevel::Error);
+        assert_eq!(c.notify.timeout_seconds, 10);
+        assert_eq!(c.notify.retries, 4);
+        assert_eq!(c.notify.title, None);
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w[0].contains("line 3: key 'notify.urls' item 2"), "{w:?}");
+        assert!(
+            w.iter().any(|x| x.contains("line 4: key 'notify.level'")),
+            "{w:?}"
+        );
+        let (c, w) = parse(r#"{"notify": {"urls": "ntfy://h/t", "level": "info"}}"#).unwrap();
+        assert_eq!(c.notify.urls, vec!["ntfy://h/t"]);
+        assert_eq!(c.notify.level, NotifyLevel::Info);
+        assert!(w.is_empty());
+        let (c, w) = parse(r#"{"notify": "hc://x"}"#).unwrap();
+        assert!(c.notify.urls.is_empty());
+        assert!(w[0].contains("must be an object"));
     }
 
     #[test]

@@ -225,18 +225,17 @@ fn every_service_gets_what_its_api_takes() {
     let r = by_path(&format!("/{uuid}/fail"));
     assert!(r["body"].as_str().unwrap().contains("not found"));
 
-    // The pipe's start ping: at the head of the pipe, with a run id the
-    // end's ping carries too.
-    let mut c = env.cmd("orca-notify", &["--start", "--to", &urls[7]]);
-    c.env("ORCA_NOTIFY_TEST_BASE_URL", sink.base());
-    let started = run_with_stdin(c, "").ok();
-    let rid = started["notify_run_id"].as_str().unwrap().to_string();
-    let mut done: Value = serde_json::from_str(DONE).unwrap();
-    done["notify_run_id"] = Value::from(rid.clone());
-    let mut c = env.cmd("orca-notify", &["--to", &urls[7]]);
-    c.env("ORCA_NOTIFY_TEST_BASE_URL", sink.base());
-    let rec = run_with_stdin(c, &done.to_string()).ok();
-    assert_eq!(rec["backup_name"], done["backup_name"]);
+    // The pipe's start ping: at the head of the pipe, with a run id that
+    // the steps pass on and the end's ping carries too (no engine here:
+    // orca-find-volume fails with exit 3, and that is told).
+    let run = env.pipeline(&format!(
+        "export ORCA_NOTIFY_TEST_BASE_URL={base} DOCKER_HOST=tcp://127.0.0.1:1; \
+         orca-notify --start --to {hc} | orca-find-volume - --volume v | orca-notify --to {hc}",
+        base = sink.base(),
+        hc = urls[7]
+    ));
+    let rec = run.fails_with(3);
+    let rid = rec["notify_run_id"].as_str().unwrap().to_string();
     let got = sink.got();
     let start = got
         .iter()
@@ -244,11 +243,17 @@ fn every_service_gets_what_its_api_takes() {
         .expect("a start ping");
     let end = got
         .iter()
-        .position(|r| r["path"] == format!("/{uuid}"))
-        .expect("a success ping");
+        .rposition(|r| r["path"] == format!("/{uuid}/fail"))
+        .expect("a fail ping");
     assert!(start < end);
     assert_eq!(got[start]["query"], format!("rid={rid}"));
     assert_eq!(got[end]["query"], format!("rid={rid}"));
+    // A success reaches the plain ping URL.
+    let mut c = env.cmd("orca-notify", &["--to", &urls[7]]);
+    c.env("ORCA_NOTIFY_TEST_BASE_URL", sink.base());
+    let rec = run_with_stdin(c, DONE).ok();
+    assert_eq!(rec["backup_name"], "orca-db-2026-12-07-10-00.tar.gz");
+    assert!(sink.got().iter().any(|r| r["path"] == format!("/{uuid}")));
 
     // --test: every URL, whatever the level; healthchecks' /log.
     let mut c = env.cmd(
@@ -256,7 +261,11 @@ fn every_service_gets_what_its_api_takes() {
         &["--test", "--to", &urls[2], "--to", &urls[7]],
     );
     c.env("ORCA_NOTIFY_TEST_BASE_URL", sink.base());
-    run_with_stdin(c, "").ok();
+    let rec = run_with_stdin(c, FAILED).ok();
+    assert!(
+        rec.get("error").is_none(),
+        "--test reports no record: {rec}"
+    );
     assert!(
         sink.got()
             .iter()
@@ -298,6 +307,18 @@ fn levels_and_templates() {
     env.run_with("orca-notify", &["--level", "error"], DONE)
         .ok();
     assert_eq!(sink.got().len(), 1);
+    // What is not a record (the step before crashed half-way) is a failure
+    // to tell, and so is nothing at all from a pipe.
+    let n = sink.got().len();
+    let run = env.run_with("orca-notify", &[], "{\"volume\": ");
+    run.fails_with(2);
+    let run = env.run_with("orca-notify", &[], "");
+    assert!(
+        run.message()
+            .contains("the step before it ended without writing one")
+    );
+    run.fails_with(2);
+    assert_eq!(sink.got().len(), n + 2);
     // A broken template: the default text goes, with a warning.
     env.config(
         &serde_json::json!({"notify": {"urls": [hook], "template": "{% if %}"}}).to_string(),
@@ -306,7 +327,7 @@ fn levels_and_templates() {
     assert!(run.stderr.contains("notify template"), "{}", run.stderr);
     run.fails_with(4);
     let got = sink.got();
-    let b: Value = serde_json::from_str(got[1]["body"].as_str().unwrap()).unwrap();
+    let b: Value = serde_json::from_str(got.last().unwrap()["body"].as_str().unwrap()).unwrap();
     assert!(
         b["message"].as_str().unwrap().contains("Backup failed"),
         "{b}"
@@ -473,8 +494,16 @@ fn a_failing_guarded_command_is_told_with_the_restore() {
         &["--volume", &vol.name, "--notify", &hook, "--", "false"],
     );
     run.fails_with(21);
+    // A config that cannot be read: the --notify URLs still hear of it.
+    let broken = Env::new();
+    broken.config("{\"notify\": ");
+    broken
+        .run("orca-guard", &["--notify", &hook, "--", "true"])
+        .fails_with(2);
     let got = sink.got();
-    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got.len(), 3, "{got:?}");
+    let b: Value = serde_json::from_str(got[2]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(b["record"]["error"]["code"], "usage");
     let first: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
     assert_eq!(first["record"]["error"]["code"], "docker_unavailable");
     let b: Value = serde_json::from_str(got[1]["body"].as_str().unwrap()).unwrap();

@@ -55,7 +55,13 @@ fn fresh_and_stale_backups_copies_interruptions_and_the_prometheus_file() {
         .fails_saying(23, "no backup in");
     let rec = env.run("orca-status", &[]).ok();
     assert_eq!(rec["last_backup"], Value::Null);
-    assert_eq!(rec["healthy"], true);
+    assert_eq!(rec["healthy"], false);
+    assert!(
+        rec["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("no backup in")
+    );
 
     let vol = TestVolume::named(&unique("orca-test-status"));
     vol.sh("echo one > /v/f");
@@ -121,6 +127,14 @@ fn fresh_and_stale_backups_copies_interruptions_and_the_prometheus_file() {
     );
     signal(&child, "-KILL");
     let _ = finish_paused(child, rx);
+    // orca-status reads the journal in the backups directory. The engine's
+    // lock of the killed restore is removed at once: orca-list in the tests
+    // that run beside this one would list it as an interrupted restore.
+    let filter = format!("label=org.orca-backup.lock={}", vol.name);
+    let ids = docker(&["ps", "-aq", "--filter", &filter]);
+    for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+        docker(&["rm", "-f", id]);
+    }
 
     // Two days later, the same backups are stale.
     let later = (Utc::now() + chrono::Duration::days(2)).to_rfc3339();
@@ -162,6 +176,11 @@ fn fresh_and_stale_backups_copies_interruptions_and_the_prometheus_file() {
     // The textfile: written whole (nothing else in its directory), parsed
     // by Prometheus' own client library.
     assert_eq!(files_in(prom_dir.path()), vec!["orca.prom".to_string()]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&prom).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "the exporter's user must read it");
+    }
     let m = parse_prometheus(&prom);
     assert_eq!(m["orca_backup_stale{}"], 1.0);
     assert_eq!(m["orca_backup_count{}"], 2.0);
@@ -211,6 +230,12 @@ fn fresh_and_stale_backups_copies_interruptions_and_the_prometheus_file() {
         &["--prometheus", "/nonexistent-dir/orca.prom"],
     )
     .fails_saying(2, "/nonexistent-dir");
+    let link = prom_dir.path().join("link.prom");
+    std::os::unix::fs::symlink(&prom, &link).unwrap();
+    env.run("orca-status", &["--prometheus", link.to_str().unwrap()])
+        .fails_saying(2, "not a regular file");
+    env.run("orca-status", &["--backups-dir", "/nonexistent-backups"])
+        .fails_saying(2, "is not a directory");
 
     // Put the volume back for the next tests.
     env.run("orca-restore", &["--rollback", "--volume", &vol.name])

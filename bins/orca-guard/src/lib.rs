@@ -28,6 +28,7 @@ use anyhow::Context;
 use chrono::Local;
 use clap::Parser;
 use orca_shared::app::{CommonArgs, Ctx};
+use orca_shared::config::NotifyLevel;
 use orca_shared::consistency::Wanted;
 use orca_shared::exit::ErrorKind;
 use orca_shared::record::Record;
@@ -121,7 +122,7 @@ pub struct Cli {
 
     /// error: tell of failures only; info: of every run [default: notify.level in config, else error]
     #[arg(long, value_enum, value_name = "LEVEL")]
-    pub notify_level: Option<orca_shared::config::NotifyLevel>,
+    pub notify_level: Option<NotifyLevel>,
 
     /// The command to guard, after `--`
     #[arg(value_name = "COMMAND", num_args = 1..)]
@@ -396,15 +397,35 @@ fn take_backup(
     Ok(())
 }
 
-/// Who hears of the run (set by [`run`], used by [`notify`]).
+/// Who hears of the run: the flags (set by [`remember`]), the notifier
+/// (set by [`run`], which sends the start ping).
+static NOTIFY_FLAGS: std::sync::OnceLock<(Vec<String>, Option<NotifyLevel>)> =
+    std::sync::OnceLock::new();
 static NOTIFIER: std::sync::OnceLock<orca_notify::Notifier> = std::sync::OnceLock::new();
 
-/// The end of a run (orca-guard's `main`): tell the notification URLs how
-/// it went, as the record says.
-pub fn notify(ctx: &mut Ctx, took: Duration) {
-    if let Some(n) = NOTIFIER.get() {
-        n.finish(&mut ctx.record, Some(took), ctx.tool);
+/// orca-guard's hooks (its `main`): the flags noted before anything runs,
+/// the outcome told at the end.
+pub fn hooks() -> orca_shared::app::Hooks<Cli> {
+    orca_shared::app::Hooks {
+        before: remember,
+        then: notify,
     }
+}
+
+fn remember(cli: &Cli) {
+    let _ = NOTIFY_FLAGS.set((cli.notify.clone(), cli.notify_level));
+}
+
+/// The end of a run: tell the notification URLs how it went, as the record
+/// says (without a config, only the `--notify` URLs).
+fn notify(record: &mut Record, config: Option<&orca_shared::config::Config>, took: Duration) {
+    if let Some(n) = NOTIFIER.get() {
+        n.finish(record, Some(took), "orca-guard");
+        return;
+    }
+    let (urls, level) = NOTIFY_FLAGS.get().cloned().unwrap_or_default();
+    let settings = config.map(|c| c.notify.clone()).unwrap_or_default();
+    orca_notify::Notifier::new(&settings, &urls, level).finish(record, Some(took), "orca-guard");
 }
 
 /// Run the guarded command, the checks, and restore when one fails.

@@ -13,6 +13,7 @@ pub mod message;
 pub mod send;
 pub mod target;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -59,6 +60,12 @@ pub struct Cli {
 }
 
 const TOOL: &str = "orca-notify";
+
+/// The longest title sent, in characters.
+const MAX_TITLE: usize = 250;
+/// The longest message body sent (Slack takes 40 000, Teams about 28 KB,
+/// ntfy turns more than 4 KB into an attachment).
+const MAX_BODY: usize = 16_000;
 
 /// The URLs to notify, understood, and how to send.
 #[derive(Clone, Debug)]
@@ -239,7 +246,10 @@ impl Notifier {
         warnings: &mut Vec<String>,
     ) -> Message {
         let host = message::host_name();
-        let (mut title, mut body) = message::default_text(record, event, &host, took);
+        let (title, body) = message::default_text(record, event, &host, took);
+        // Scrubbed before a template sees them: a filter (upper, a slice)
+        // would hide a secret from the scrubbing of the result.
+        let (mut title, mut body) = (self.scrub.text(&title), self.scrub.text(&body));
         let scrubbed = self.scrub.value(&record_value(record));
         if !matches!(event, Event::Start | Event::Test) {
             let extra = [
@@ -263,8 +273,9 @@ impl Notifier {
             }
         }
         Message {
-            title: self.scrub.text(&title),
-            body: self.scrub.text(&body),
+            // A title is one line; no service wants a body of megabytes.
+            title: message::truncate(&self.scrub.text(&title), MAX_TITLE),
+            body: message::truncate(&self.scrub.text(&body), MAX_BODY),
             event,
             record: scrubbed,
         }
@@ -347,18 +358,43 @@ pub fn main() -> ExitCode {
         clap_complete::generate(shell, &mut cmd, TOOL, &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
-    // The record to report: piped in; at the head of a pipe (--start) or
-    // for --test, maybe none.
-    let (mut record, source) = match Record::from_stdin(false) {
-        Ok(r) => r,
-        Err(e) => return orca_shared::app::fail(TOOL, Record::new(), &e),
+    // The record to report: piped in. --test reads none (it reports
+    // nothing); --start may have none (the head of a pipe). A pipe that
+    // brings nothing, or no record, is itself a failure someone must hear
+    // of: the step before died without writing one.
+    let mut broken_input = None;
+    let mut record = if cli.test {
+        Record::new()
+    } else {
+        match Record::from_stdin(false) {
+            Ok((r, Source::Stdin)) => r,
+            Ok((r, Source::Fresh)) if cli.start => r,
+            Ok((_, Source::Fresh)) if std::io::stdin().is_terminal() => {
+                let e = orca_shared::err!(
+                    Usage,
+                    "no record to report: pipe the backup's record in (... | orca-verify | orca-notify), or give --start or --test"
+                );
+                return orca_shared::app::fail(TOOL, Record::new(), &e);
+            }
+            Ok((_, Source::Fresh)) => {
+                broken_input = Some(orca_shared::err!(
+                    Usage,
+                    "orca-notify got no record: the step before it ended without writing one (it crashed or was killed); run the pipe again and read its errors"
+                ));
+                Record::new()
+            }
+            Err(e) if cli.start => return orca_shared::app::fail(TOOL, Record::new(), &e),
+            Err(e) => {
+                broken_input = Some(e);
+                Record::new()
+            }
+        }
     };
-    if source == Source::Fresh && !cli.start && !cli.test {
-        let e = orca_shared::err!(
-            Usage,
-            "no record to report: pipe the backup's record in (... | orca-verify | orca-notify), or give --start or --test"
-        );
-        return orca_shared::app::fail(TOOL, record, &e);
+    if let Some(e) = &broken_input {
+        let kind = exit::kind_of(e);
+        let message = exit::message_of(e, kind);
+        eprintln!("{TOOL}: {message}");
+        record.set_failure(kind, &message, TOOL);
     }
     let passed_code = record.failure_exit_code();
     // A config that cannot be read must not change the outcome either:
@@ -420,5 +456,55 @@ pub fn main() -> ExitCode {
     match passed_code {
         Some(code) => ExitCode::from(code),
         None => ExitCode::SUCCESS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_cannot_unscrub_a_secret() {
+        let config = Notify {
+            template: Some("{{ body | upper }} {{ body[:70] }} {{ error.message | upper }}".into()),
+            title: Some("{{ title | lower }}".into()),
+            ..Notify::default()
+        };
+        let n = Notifier::new(
+            &config,
+            &["gotify://g.example/S3cretT0ken12345".to_string()],
+            None,
+        );
+        let mut r = Record::new();
+        r.set_failure(
+            orca_shared::ErrorKind::Failure,
+            "it said S3cretT0ken12345 and http://u:pw9@h/x",
+            "orca-copy",
+        );
+        let m = n.message(&r, Event::Failure, None, &mut Vec::new());
+        let all = format!("{} {} {}", m.title, m.body, m.record);
+        for leak in [
+            "S3cretT0ken12345",
+            "S3CRETT0KEN12345",
+            "s3crett0ken12345",
+            "pw9",
+            "PW9",
+        ] {
+            assert!(!all.contains(leak), "{leak} in {all}");
+        }
+        assert!(m.body.contains("***"), "{}", m.body);
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let config = Notify {
+            template: Some("{{ 'x' * 100000 }}".into()),
+            ..Notify::default()
+        };
+        let n = Notifier::new(&config, &["hc://h/p/q".to_string()], None);
+        let mut r = Record::new();
+        r.set_failure(orca_shared::ErrorKind::Failure, "boom", "orca-export");
+        let m = n.message(&r, Event::Failure, None, &mut Vec::new());
+        assert_eq!(m.body.chars().count(), MAX_BODY);
     }
 }

@@ -94,6 +94,18 @@ pub fn default_text(
             let cmd = str_at(record, &["guard", "command"]).unwrap_or("the command");
             format!("✅ orca-guard on {host}: {cmd} passed")
         }
+        (Event::Failure, true)
+            if record
+                .get("guard")
+                .and_then(|g| g.get("ran"))
+                .and_then(|r| r.as_bool())
+                == Some(false) =>
+        {
+            let cmd = str_at(record, &["guard", "command"]).unwrap_or("the command");
+            format!(
+                "❌ orca-guard on {host}: the backup before {cmd} failed ({step}, exit {code}); nothing was run"
+            )
+        }
         (Event::Failure, true) => {
             let cmd = str_at(record, &["guard", "command"]).unwrap_or("the command");
             let what = match code {
@@ -165,6 +177,7 @@ const SECRET_VARS: &[&str] = &[
     "POSTGRES_PASSWORD",
     "PGPASSWORD",
     "SQLCMDPASSWORD",
+    "ORCA_IDENTITY",
 ];
 
 impl Scrubber {
@@ -200,7 +213,7 @@ impl Scrubber {
                 t = t.replace(s.as_str(), "***");
             }
         }
-        orca_shared::redact::urls(&t)
+        orca_shared::redact::urls(&age_keys(&t))
     }
 
     /// Every string in `v` scrubbed.
@@ -214,6 +227,37 @@ impl Scrubber {
             other => other.clone(),
         }
     }
+}
+
+/// `text` with every age secret key (`AGE-SECRET-KEY-1...`) replaced.
+fn age_keys(text: &str) -> String {
+    const KEY: &str = "AGE-SECRET-KEY-1";
+    if !text.contains(KEY) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(KEY) {
+        out.push_str(&rest[..i]);
+        out.push_str("***");
+        let tail = &rest[i + KEY.len()..];
+        let end = tail
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` cut to `max` characters, with `…` when it was longer.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
 }
 
 #[cfg(test)]
@@ -232,6 +276,12 @@ mod tests {
             s.value(&v),
             serde_json::json!({"a": ["x ***"], "b": {"c": "***"}, "n": 1})
         );
+        assert_eq!(
+            s.text("key AGE-SECRET-KEY-1QQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L, then"),
+            "key ***, then"
+        );
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
     }
 
     #[test]

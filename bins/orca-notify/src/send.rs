@@ -95,6 +95,9 @@ pub fn deliver(
     let results: Arc<Mutex<Vec<Option<Delivery>>>> =
         Arc::new(Mutex::new(vec![None; targets.len()]));
     let signals_at_start = orca_shared::interrupt::signals();
+    // The run being reported was interrupted (orca-guard passes a Ctrl-C
+    // to its command, where it is counted apart).
+    let interrupted_before = signals_at_start > 0 || orca_shared::interrupt::deferred() > 0;
     rt.block_on(async {
         let all = futures_util::future::join_all(targets.iter().enumerate().map(|(i, t)| {
             let results = results.clone();
@@ -114,7 +117,7 @@ pub fn deliver(
                 }
             }
         };
-        let cap = if signals_at_start > 0 {
+        let cap = if interrupted_before {
             AFTER_INTERRUPT
         } else {
             Duration::MAX
@@ -125,6 +128,9 @@ pub fn deliver(
             _ = sleep_max(cap) => {}
         }
     });
+    // Name lookups run on blocking threads a deadline cannot stop; dropping
+    // the runtime would wait for them (a dead DNS server: half a minute).
+    rt.shutdown_background();
     let got = results.lock().map(|r| r.clone()).unwrap_or_default();
     targets
         .iter()
@@ -236,15 +242,6 @@ fn chat_text(msg: &Message, bold: &str) -> String {
     format!("{bold}{}{bold}\n{}", msg.title, msg.body)
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
-    if text.chars().count() <= max_chars {
-        return text.to_string();
-    }
-    let mut t: String = text.chars().take(max_chars.saturating_sub(1)).collect();
-    t.push('…');
-    t
-}
-
 /// The JSON (or text) body each API takes.
 pub fn body(kind: &HttpKind, msg: &Message) -> (String, Vec<u8>) {
     let failure = msg.event == Event::Failure;
@@ -325,7 +322,7 @@ pub fn body(kind: &HttpKind, msg: &Message) -> (String, Vec<u8>) {
         }
         HttpKind::Discord { username } => {
             // Discord refuses content over 2000 characters.
-            let mut v = json!({ "content": truncate(&chat_text(msg, "**"), 2000) });
+            let mut v = json!({ "content": crate::message::truncate(&chat_text(msg, "**"), 2000) });
             if let Some(u) = username {
                 v["username"] = Value::from(u.clone());
             }
@@ -356,6 +353,15 @@ fn status_failure(status: reqwest::StatusCode, text: &str, scrub_hint: &str) -> 
     failed(
         format!("{scrub_hint} answered HTTP {status}{snippet}"),
         again,
+    )
+}
+
+fn redirected(status: reqwest::StatusCode) -> Failed {
+    failed(
+        format!(
+            "the service answered HTTP {status}, a redirect, which orca does not follow (it could carry a token to another host): give the URL it redirects to"
+        ),
+        false,
     )
 }
 
@@ -403,12 +409,7 @@ async fn http(h: &Http, msg: &Message, client: &reqwest::Client) -> Result<(), F
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status.is_redirection() {
-        return Err(failed(
-            format!(
-                "the service answered HTTP {status} (a redirect, not followed): give the URL it redirects to"
-            ),
-            false,
-        ));
+        return Err(redirected(status));
     }
     if !status.is_success() {
         return Err(status_failure(status, &text, "the service"));
@@ -457,6 +458,9 @@ async fn ping(
         .await
         .map_err(|e| request_failure(&e))?;
     let status = resp.status();
+    if status.is_redirection() {
+        return Err(redirected(status));
+    }
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
         return Err(status_failure(status, &text, "the ping URL"));
@@ -486,7 +490,17 @@ async fn smtp(s: &Smtp, msg: &Message, settings: &Settings) -> Result<(), Failed
     use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let from_addr = s.from.clone().unwrap_or_else(default_from);
+    // Mail servers commonly want the sender to be the account that logs in.
+    let from_addr = s
+        .from
+        .clone()
+        .or_else(|| {
+            s.credentials
+                .as_ref()
+                .map(|(u, _)| u.clone())
+                .filter(|u| u.contains('@'))
+        })
+        .unwrap_or_else(default_from);
     let from: Mailbox = match &s.from_name {
         Some(n) => format!("{n} <{from_addr}>").parse(),
         None => from_addr.parse(),
@@ -499,6 +513,7 @@ async fn smtp(s: &Smtp, msg: &Message, settings: &Settings) -> Result<(), Failed
     })?;
     let subject = s.subject.clone().unwrap_or_else(|| msg.title.clone());
     let mut builder = lettre::Message::builder()
+        .message_id(None)
         .from(from)
         .subject(subject)
         .header(ContentType::TEXT_PLAIN);
@@ -560,7 +575,8 @@ async fn smtp(s: &Smtp, msg: &Message, settings: &Settings) -> Result<(), Failed
                 why.push_str(&format!(": {c}"));
                 src = c.source();
             }
-            let what = if e.is_tls() {
+            let certificate = why.contains("certificate") || why.contains("UnknownIssuer");
+            let what = if e.is_tls() || certificate {
                 format!(
                     "TLS with the mail server failed ({why}); a company CA goes in notify.ca_file"
                 )
@@ -569,7 +585,10 @@ async fn smtp(s: &Smtp, msg: &Message, settings: &Settings) -> Result<(), Failed
             } else {
                 format!("cannot send the mail ({why})")
             };
-            Err(failed(what, !e.is_permanent() && !e.is_tls()))
+            Err(failed(
+                what,
+                !e.is_permanent() && !e.is_tls() && !certificate,
+            ))
         }
     }
 }

@@ -239,6 +239,12 @@ pub fn parse(raw: &str) -> Result<Target, String> {
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase())
         .ok_or("it is not a URL (scheme://...)")?;
+    if password_breaks_the_url(raw) {
+        return Err(
+            "its password (or token) holds '/', '?' or '#', which end the host part of a URL: percent-encode them (%2F, %3F, %23)"
+                .into(),
+        );
+    }
     let u = Url::parse(raw).map_err(|e| format!("it is not a valid URL ({e})"))?;
     let q = query(&u);
     let mut secrets = Vec::new();
@@ -286,6 +292,26 @@ pub fn parse(raw: &str) -> Result<Target, String> {
         service,
         secrets,
     })
+}
+
+/// A user information with a raw `/`, `?` or `#` makes the URL parse with
+/// part of the password as the host (and the rest as a path): an `@` after
+/// the host part, in the path or in the first query parameter's name.
+fn password_breaks_the_url(raw: &str) -> bool {
+    let Some((_, after)) = raw.split_once("://") else {
+        return false;
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    if after[..end].contains('@') {
+        return false;
+    }
+    let rest = &after[end..];
+    let (path, query) = match rest.find(['?', '#']) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    let first_key = query.split(['&', '=']).next().unwrap_or("");
+    path.contains('@') || first_key.contains('@')
 }
 
 /// `https://hc-ping.com/...` or any `https://host/ping/...`.
@@ -470,7 +496,7 @@ fn ntfy(
         .last()
         .cloned()
         .ok_or("it names no topic: ntfy://host/TOPIC")?;
-    if tokenish(&topic) {
+    if topic.len() >= 12 || tokenish(&topic) {
         secrets.push(topic.clone());
     }
     let prefix = segs[..segs.len() - 1].join("/");
@@ -960,6 +986,23 @@ mod tests {
             }
         );
         assert!(parse("https://example.com/hook").is_err());
+    }
+
+    #[test]
+    fn a_password_that_breaks_the_url_is_refused() {
+        for raw in [
+            "generic+http://user:123/abc@127.0.0.1:8/hook",
+            "generic+http://user:12?x@127.0.0.1:8/hook",
+            "smtp://me:12#x@mail.example.com/?to=a@b",
+        ] {
+            let e = parse(raw).unwrap_err();
+            assert!(e.contains("percent-encode"), "{raw}: {e}");
+            assert!(!e.contains("123") && !e.contains("12?x"), "{e}");
+        }
+        // An '@' where it belongs.
+        assert!(parse("smtp://h/?to=a@b.example").is_ok());
+        assert!(parse("teams://g@t/a/b?host=h.example").is_ok());
+        assert!(parse("generic+http://u:p%2Fq@h/x").is_ok());
     }
 
     #[test]

@@ -230,6 +230,11 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         .map(|s| parse_age("--max-drill-age", s))
         .transpose()?;
     let dir = match cli.backups_dir {
+        Some(d) if !d.is_dir() => fail!(
+            Usage,
+            "--backups-dir {} is not a directory (check the path; orca-list shows where backups go)",
+            d.display()
+        ),
         Some(d) => d,
         None => ctx.config.backups_dir()?,
     };
@@ -370,6 +375,12 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         _ => {}
     }
     problems.extend(stale.iter().cloned());
+    if last_backup.is_none() && stale.is_empty() {
+        problems.push(format!(
+            "no backup in {}: back up now (orca-backup)",
+            dir.display()
+        ));
+    }
     for i in &interrupted {
         problems.push(format!(
             "a restore of volume '{}' was interrupted while {} (journal {}): finish it with `orca-restore --resume --volume {}` or undo it with `orca-restore --rollback --volume {}`",
@@ -428,6 +439,17 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
             stale: !stale.is_empty(),
             volume: cli.volume.as_deref(),
         });
+        // Replaced by a rename: a link or a device there would be replaced
+        // by a plain file (as root, /dev/full too).
+        if let Ok(meta) = std::fs::symlink_metadata(file)
+            && !meta.is_file()
+        {
+            fail!(
+                Usage,
+                "--prometheus {} exists and is not a regular file: give the path of a .prom file",
+                file.display()
+            );
+        }
         if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
         {
@@ -440,6 +462,17 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         }
         orca_shared::fsutil::write_atomic(file, text.as_bytes())
             .map_err(|e| e.context(format!("cannot write --prometheus {}", file.display())))?;
+        // Figures, not secrets: readable by the exporter's own user.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).map_err(
+                |e| {
+                    anyhow::Error::from(e)
+                        .context(format!("cannot make {} readable", file.display()))
+                },
+            )?;
+        }
         rec.set("prometheus", paths::utf8(file)?);
     }
     if cli.format == Format::Table {
