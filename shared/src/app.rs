@@ -142,16 +142,19 @@ pub fn run_step<A: clap::Parser>(
 
 /// Start a tool that runs others in-process (orca-backup): the interrupt
 /// handler, the config, the engine's deadlines; when the config cannot be
-/// loaded, the failed record is printed and the error is the exit code,
-/// its number and the message.
-pub fn context(tool: &'static str, common: &CommonArgs) -> Result<Ctx, (ExitCode, u8, String)> {
+/// loaded, the error is on stderr and the failed record (not yet printed)
+/// is returned.
+pub fn context(tool: &'static str, common: &CommonArgs) -> Result<Ctx, Record> {
     interrupt::install();
     let loaded = match Config::load(common.config.as_deref()) {
         Ok(l) => l,
         Err(e) => {
             let kind = exit::kind_of(&e);
             let message = exit::message_of(&e, kind);
-            return Err((fail(tool, Record::new(), &e), kind.exit_code(), message));
+            eprintln!("{tool}: {message}");
+            let mut record = Record::new();
+            record.set_failure(kind, &message, tool);
+            return Err(record);
         }
     };
     loaded.print_warnings(tool);

@@ -315,10 +315,22 @@ fn levels_and_templates() {
     let run = env.run_with("orca-notify", &[], "");
     assert!(
         run.message()
-            .contains("the step before it ended without writing one")
+            .contains("the step before ended without writing one")
     );
     run.fails_with(2);
     assert_eq!(sink.got().len(), n + 2);
+    // A mistake in the notify settings: a warning, kept in the record; the
+    // rest of the settings still work, and --test says so.
+    env.config(&serde_json::json!({"notify": {"urls": [hook], "level": "loud"}}).to_string());
+    let run = env.run_with("orca-notify", &[], FAILED);
+    assert!(run.stderr.contains("key 'notify.level'"), "{}", run.stderr);
+    let rec = run.fails_with(4);
+    assert_eq!(rec["notifications"][0]["sent"], true);
+    assert!(
+        rec["warnings"].to_string().contains("key 'notify.level'"),
+        "{rec}"
+    );
+    env.run("orca-notify", &["--test"]).fails_with(24);
     // A broken template: the default text goes, with a warning.
     env.config(
         &serde_json::json!({"notify": {"urls": [hook], "template": "{% if %}"}}).to_string(),

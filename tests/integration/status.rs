@@ -53,6 +53,12 @@ fn fresh_and_stale_backups_copies_interruptions_and_the_prometheus_file() {
     // Nothing yet: a check fails, naming what to do.
     env.run("orca-status", &["--max-age", "1d"])
         .fails_saying(23, "no backup in");
+    let run = env.run("orca-status", &["--max-drill-age", "1d"]);
+    let rec = run.fails_saying(23, "no drill has passed");
+    assert!(
+        rec["problems"].to_string().contains("no backup in"),
+        "{rec}"
+    );
     let rec = env.run("orca-status", &[]).ok();
     assert_eq!(rec["last_backup"], Value::Null);
     assert_eq!(rec["healthy"], false);

@@ -265,10 +265,8 @@ pub fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let mut ctx = match orca_shared::app::context(TOOL, &cli.common) {
         Ok(c) => c,
-        Err((code, number, message)) => {
-            let mut r = orca_shared::record::Record::new();
-            let kind = exit::ErrorKind::from_exit_code(number).unwrap_or(exit::ErrorKind::Usage);
-            r.set_failure(kind, &message, TOOL);
+        Err(mut r) => {
+            let number = r.failure_exit_code().unwrap_or(1);
             // The config cannot be read: only the --notify URLs can hear of it.
             let notifier = orca_notify::Notifier::new(
                 &orca_shared::config::Notify::default(),
@@ -279,10 +277,12 @@ pub fn main() -> ExitCode {
             if let Some(name) = &cli.schedule {
                 schedule::keep_result(name, &r, number, false);
             }
-            return code;
+            let _ = r.write_stdout();
+            return ExitCode::from(number);
         }
     };
-    let notifier = orca_notify::Notifier::new(&ctx.config.notify, &cli.notify, cli.notify_level);
+    let notifier = orca_notify::Notifier::new(&ctx.config.notify, &cli.notify, cli.notify_level)
+        .with_config_warnings(&ctx.loaded.warnings);
     // A scheduled run: one at a time per schedule.
     let _running = match &cli.schedule {
         Some(name) => match schedule::claim(name) {

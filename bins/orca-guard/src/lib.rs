@@ -430,7 +430,8 @@ fn notify(record: &mut Record, config: Option<&orca_shared::config::Config>, too
 
 /// Run the guarded command, the checks, and restore when one fails.
 pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
-    let notifier = orca_notify::Notifier::new(&ctx.config.notify, &cli.notify, cli.notify_level);
+    let notifier = orca_notify::Notifier::new(&ctx.config.notify, &cli.notify, cli.notify_level)
+        .with_config_warnings(&ctx.loaded.warnings);
     notifier.start(&mut ctx.record, ctx.tool);
     let _ = NOTIFIER.set(notifier);
     if cli.command.is_empty() {

@@ -46,7 +46,7 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub level: Option<NotifyLevel>,
 
-    /// Send the healthchecks URLs' start ping and pass the record on (put it first: orca-notify --start | orca-find-volume | ...)
+    /// Send the healthchecks URLs' start ping and pass the record on (put it first: orca-notify --start | orca-find-volume - | ...)
     #[arg(long, conflicts_with = "test")]
     pub start: bool,
 
@@ -79,6 +79,9 @@ pub struct Notifier {
     settings: send::Settings,
     scrub: message::Scrubber,
     ca_warning: Option<String>,
+    /// The config's warnings about `notify.*` (printed when it was loaded;
+    /// kept in the record so a schedule's result shows them too).
+    config_warnings: Vec<String>,
 }
 
 /// A random id (UUID v4 form) pairing a run's start ping and its end.
@@ -153,7 +156,19 @@ impl Notifier {
             },
             scrub: message::Scrubber::new(secrets),
             ca_warning,
+            config_warnings: Vec::new(),
         }
+    }
+
+    /// Keep the config's warnings about `notify.*` (from
+    /// `Loaded::warnings`) for the record.
+    pub fn with_config_warnings(mut self, warnings: &[String]) -> Self {
+        self.config_warnings = warnings
+            .iter()
+            .filter(|w| w.contains("key 'notify"))
+            .cloned()
+            .collect();
+        self
     }
 
     /// Whether there is anything to notify.
@@ -190,7 +205,7 @@ impl Notifier {
             return;
         }
         let msg = self.message(record, Event::Start, None, &mut Vec::new());
-        let sent = send::deliver(&pings, &msg, &self.settings, &self.scrub);
+        let sent = send::deliver(&pings, &msg, &self.settings, &self.scrub, false);
         self.keep(record, tool, sent, Vec::new());
     }
 
@@ -222,7 +237,13 @@ impl Notifier {
             Vec::new()
         } else {
             let msg = self.message(record, event, took, &mut warnings);
-            send::deliver(&chosen, &msg, &self.settings, &self.scrub)
+            send::deliver(
+                &chosen,
+                &msg,
+                &self.settings,
+                &self.scrub,
+                was_interrupted(record),
+            )
         };
         self.keep(record, tool, sent, warnings);
     }
@@ -230,7 +251,7 @@ impl Notifier {
     /// `--test`: a test message to every target; the deliveries.
     pub fn test(&self, record: &mut Record, tool: &str) -> Vec<Delivery> {
         let msg = self.message(record, Event::Test, None, &mut Vec::new());
-        let sent = send::deliver(&self.targets, &msg, &self.settings, &self.scrub);
+        let sent = send::deliver(&self.targets, &msg, &self.settings, &self.scrub, false);
         let mut warnings = self.unusable.clone();
         warnings.extend(self.ca_warning.clone());
         self.keep(record, tool, sent.clone(), warnings);
@@ -307,18 +328,37 @@ impl Notifier {
         if !list.is_empty() {
             record.set("notifications", list);
         }
-        if !warnings.is_empty() {
+        if !warnings.is_empty() || !self.config_warnings.is_empty() {
             let mut all = match record.get("warnings") {
                 Some(Value::Array(a)) => a.clone(),
                 _ => Vec::new(),
             };
-            all.extend(warnings.into_iter().map(Value::from));
+            for w in self.config_warnings.iter().chain(&warnings) {
+                if !all.iter().any(|x| x.as_str() == Some(w)) {
+                    all.push(Value::from(w.clone()));
+                }
+            }
             record.set("warnings", all);
         }
     }
 }
 
 pub use message::Message;
+
+/// Whether the run `record` reports was interrupted (Ctrl-C, SIGTERM; in
+/// orca-guard, maybe only its command was): then it is told within 5 s.
+fn was_interrupted(record: &Record) -> bool {
+    let code = record
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .and_then(|c| c.as_str());
+    let command = record
+        .get("guard")
+        .and_then(|g| g.get("command_result"))
+        .and_then(|c| c.get("outcome"))
+        .and_then(|o| o.as_str());
+    code == Some("interrupted") || command == Some("interrupted")
+}
 
 /// A URL's scheme, fit to show.
 fn scheme_of(url: &str) -> String {
@@ -379,7 +419,7 @@ pub fn main() -> ExitCode {
             Ok((_, Source::Fresh)) => {
                 broken_input = Some(orca_shared::err!(
                     Usage,
-                    "orca-notify got no record: the step before it ended without writing one (it crashed or was killed); run the pipe again and read its errors"
+                    "no record came in: the step before ended without writing one (it crashed or was killed); run the pipe again and read its errors"
                 ));
                 Record::new()
             }
@@ -399,9 +439,11 @@ pub fn main() -> ExitCode {
     let passed_code = record.failure_exit_code();
     // A config that cannot be read must not change the outcome either:
     // the --to URLs still hear of it.
+    let mut config_warnings = Vec::new();
     let config = match orca_shared::config::Config::load(cli.common.config.as_deref()) {
         Ok(l) => {
             l.print_warnings(TOOL);
+            config_warnings = l.warnings.clone();
             l.config.notify
         }
         Err(e) if passed_code.is_some() || !cli.test => {
@@ -415,6 +457,7 @@ pub fn main() -> ExitCode {
         Err(e) => return orca_shared::app::fail(TOOL, record, &e),
     };
     let notifier = Notifier::new(&config, &cli.to, cli.level)
+        .with_config_warnings(&config_warnings)
         .with_run_id(record.str("notify_run_id").ok().flatten().map(String::from));
     if cli.test {
         if notifier.is_empty() {
@@ -431,6 +474,13 @@ pub fn main() -> ExitCode {
                 NotifyFailed,
                 "{bad} of {} notification URL(s) could not be used or sent to (see the warnings above)",
                 sent.len() + notifier.unusable.len()
+            );
+            return orca_shared::app::fail(TOOL, record, &e);
+        }
+        if !notifier.config_warnings.is_empty() {
+            let e = orca_shared::err!(
+                NotifyFailed,
+                "the notify settings have mistakes (see the warnings above): fix them in the config"
             );
             return orca_shared::app::fail(TOOL, record, &e);
         }

@@ -102,9 +102,7 @@ pub fn default_text(
                 == Some(false) =>
         {
             let cmd = str_at(record, &["guard", "command"]).unwrap_or("the command");
-            format!(
-                "❌ orca-guard on {host}: the backup before {cmd} failed ({step}, exit {code}); nothing was run"
-            )
+            format!("❌ orca-guard on {host}: {cmd} was not run ({step}, exit {code})")
         }
         (Event::Failure, true) => {
             let cmd = str_at(record, &["guard", "command"]).unwrap_or("the command");

@@ -60,11 +60,14 @@ fn failed(why: impl Into<String>, again: bool) -> Failed {
 const AFTER_INTERRUPT: Duration = Duration::from_secs(5);
 
 /// Send `msg` to every target; results in the targets' order.
+/// `interrupted`: the run reported was interrupted, so the sending gets
+/// at most 5 s (so does any run when an interrupt already arrived here).
 pub fn deliver(
     targets: &[Target],
     msg: &Message,
     settings: &Settings,
     scrub: &Scrubber,
+    interrupted: bool,
 ) -> Vec<Delivery> {
     let unsent = |why: &str| {
         targets
@@ -97,7 +100,8 @@ pub fn deliver(
     let signals_at_start = orca_shared::interrupt::signals();
     // The run being reported was interrupted (orca-guard passes a Ctrl-C
     // to its command, where it is counted apart).
-    let interrupted_before = signals_at_start > 0 || orca_shared::interrupt::deferred() > 0;
+    let interrupted_before =
+        interrupted || signals_at_start > 0 || orca_shared::interrupt::deferred() > 0;
     rt.block_on(async {
         let all = futures_util::future::join_all(targets.iter().enumerate().map(|(i, t)| {
             let results = results.clone();

@@ -239,7 +239,7 @@ pub fn parse(raw: &str) -> Result<Target, String> {
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase())
         .ok_or("it is not a URL (scheme://...)")?;
-    if password_breaks_the_url(raw) {
+    if password_breaks_the_url(raw, scheme.starts_with("generic")) {
         return Err(
             "its password (or token) holds '/', '?' or '#', which end the host part of a URL: percent-encode them (%2F, %3F, %23)"
                 .into(),
@@ -296,8 +296,10 @@ pub fn parse(raw: &str) -> Result<Target, String> {
 
 /// A user information with a raw `/`, `?` or `#` makes the URL parse with
 /// part of the password as the host (and the rest as a path): an `@` after
-/// the host part, in the path or in the first query parameter's name.
-fn password_breaks_the_url(raw: &str) -> bool {
+/// the host part, in the first query parameter's name (not a generic
+/// webhook's `@Header` parameter) or, but for generic webhooks, whose paths
+/// may hold one, in the path.
+fn password_breaks_the_url(raw: &str, generic: bool) -> bool {
     let Some((_, after)) = raw.split_once("://") else {
         return false;
     };
@@ -311,7 +313,7 @@ fn password_breaks_the_url(raw: &str) -> bool {
         None => (rest, ""),
     };
     let first_key = query.split(['&', '=']).next().unwrap_or("");
-    path.contains('@') || first_key.contains('@')
+    (!generic && path.contains('@')) || (!first_key.starts_with('@') && first_key.contains('@'))
 }
 
 /// `https://hc-ping.com/...` or any `https://host/ping/...`.
@@ -416,6 +418,14 @@ fn generic(
     secrets: &mut Vec<String>,
 ) -> Result<(String, Service), String> {
     let hp = host_port(u)?;
+    // `user:1234/rest@host/...` (a password with a raw '/') parses as host
+    // `user`, port 1234; a path with an '@' is legal, so it is sent, but
+    // the port, which may be part of a password, is not shown.
+    let shown = if u.path().contains('@') && u.username().is_empty() {
+        u.host_str().unwrap_or("").to_string()
+    } else {
+        hp.clone()
+    };
     let http_scheme = match scheme {
         "generic+http" => "http",
         "generic+https" => "https",
@@ -461,7 +471,7 @@ fn generic(
         (user, pass) => Some((decode(user), pass.map(decode).unwrap_or_default())),
     };
     Ok((
-        format!("webhook {http_scheme}://{hp}"),
+        format!("webhook {http_scheme}://{shown}"),
         Service::Http(Http {
             kind: HttpKind::Generic {
                 json,
@@ -991,7 +1001,7 @@ mod tests {
     #[test]
     fn a_password_that_breaks_the_url_is_refused() {
         for raw in [
-            "generic+http://user:123/abc@127.0.0.1:8/hook",
+            "gotify://user:123/abc@127.0.0.1:8/TOKEN",
             "generic+http://user:12?x@127.0.0.1:8/hook",
             "smtp://me:12#x@mail.example.com/?to=a@b",
         ] {
@@ -1001,6 +1011,14 @@ mod tests {
         }
         // An '@' where it belongs.
         assert!(parse("smtp://h/?to=a@b.example").is_ok());
+        assert!(parse("generic+http://127.0.0.1:8/hook?@X-Api-Key=k3y").is_ok());
+        let t = parse("generic+http://h:99/users/ops@example.com/hook").unwrap();
+        assert_eq!(t.label, "webhook http://h");
+        // A generic webhook's path may hold an '@': sent, but a port that
+        // may be part of a password is not shown.
+        let t = parse("generic+http://user:123/abc@127.0.0.1:8/hook").unwrap();
+        assert_eq!(t.label, "webhook http://user");
+        assert!(parse("ntfy://h/a@b").is_err());
         assert!(parse("teams://g@t/a/b?host=h.example").is_ok());
         assert!(parse("generic+http://u:p%2Fq@h/x").is_ok());
     }

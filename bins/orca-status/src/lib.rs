@@ -375,11 +375,14 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         _ => {}
     }
     problems.extend(stale.iter().cloned());
-    if last_backup.is_none() && stale.is_empty() {
-        problems.push(format!(
-            "no backup in {}: back up now (orca-backup)",
-            dir.display()
-        ));
+    if last_backup.is_none() && max_age.is_none() {
+        problems.push(match &cli.volume {
+            Some(v) => format!(
+                "no backup of volume '{v}' in {}: back up now (orca-backup --volume {v})",
+                dir.display()
+            ),
+            None => format!("no backup in {}: back up now (orca-backup)", dir.display()),
+        });
     }
     for i in &interrupted {
         problems.push(format!(
@@ -460,19 +463,8 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 parent.display()
             );
         }
-        orca_shared::fsutil::write_atomic(file, text.as_bytes())
+        write_textfile(file, text.as_bytes())
             .map_err(|e| e.context(format!("cannot write --prometheus {}", file.display())))?;
-        // Figures, not secrets: readable by the exporter's own user.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).map_err(
-                |e| {
-                    anyhow::Error::from(e)
-                        .context(format!("cannot make {} readable", file.display()))
-                },
-            )?;
-        }
         rec.set("prometheus", paths::utf8(file)?);
     }
     if cli.format == Format::Table {
@@ -482,6 +474,21 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         fail!(Stale, "{}", stale.join("; "));
     }
     Ok(())
+}
+
+/// Write the textfile atomically, readable by all (0644: figures, not
+/// secrets, and the exporter runs as its own user) from its first instant.
+fn write_textfile(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = orca_shared::fsutil::AtomicFile::create(file)?;
+    f.file().write_all(bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    f.commit(true)
 }
 
 /// What the Prometheus file holds.
