@@ -212,22 +212,28 @@ pub fn unseen(path: &Path) -> bool {
     }
 }
 
-/// Journals in a backups directory: (path, journal or why it cannot be read).
-pub fn in_dir(dir: &Path) -> Vec<(PathBuf, Result<Journal, String>)> {
+/// The journals in a backups directory (interrupted restores), in name order;
+/// why each one that cannot be read is left out goes to `warnings`.
+pub fn in_dir(dir: &Path, warnings: &mut Vec<String>) -> Vec<(PathBuf, Journal)> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut out: Vec<_> = rd
+    let mut paths: Vec<PathBuf> = rd
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_str().is_some_and(is_journal_name))
-        .map(|e| {
-            let p = e.path();
-            let j = Journal::load(&p).map_err(|e| format!("{e:#}"));
-            (p, j)
-        })
+        .map(|e| e.path())
         .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|p| match Journal::load(&p) {
+            Ok(j) => Some((p, j)),
+            Err(e) => {
+                warnings.push(format!("{e:#}"));
+                None
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -262,9 +268,13 @@ mod tests {
         let back = Journal::load(&path).unwrap();
         assert_eq!(back.phase, Phase::Extracting);
         assert!(back.phase.changed() && !Phase::Saving.changed());
-        assert_eq!(in_dir(dir.path()).len(), 1);
+        let mut warnings = Vec::new();
+        assert_eq!(in_dir(dir.path(), &mut warnings).len(), 1);
+        std::fs::write(path_for(dir.path(), "broken"), "{").unwrap();
+        assert_eq!(in_dir(dir.path(), &mut warnings).len(), 1);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         Journal::remove(&path).unwrap();
         Journal::remove(&path).unwrap();
-        assert!(in_dir(dir.path()).is_empty());
+        assert!(in_dir(dir.path(), &mut Vec::new()).is_empty());
     }
 }

@@ -289,10 +289,9 @@ pub fn remove_stale(
             return;
         }
     };
-    for (_, j) in orca_shared::journal::in_dir(backups_dir) {
-        if let Ok(j) = j {
-            names.push(j.volume);
-        }
+    // A journal that cannot be read names no volume.
+    for (_, j) in orca_shared::journal::in_dir(backups_dir, &mut Vec::new()) {
+        names.push(j.volume);
     }
     if let Ok(locked) = orca_shared::volume_lock::locked_volumes() {
         names.extend(locked);

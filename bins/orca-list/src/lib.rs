@@ -353,26 +353,20 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         password_differs(&mut backups);
     }
     let journals = if remote.is_none() {
-        orca_shared::journal::in_dir(&dir)
+        orca_shared::journal::in_dir(&dir, &mut warnings)
     } else {
         Vec::new()
     };
     let mut interrupted: Vec<Interrupted> = journals
         .into_iter()
-        .filter_map(|(path, j)| match j {
-            Ok(j) => Some(Interrupted {
-                volume: j.volume,
-                journal: path.display().to_string(),
-                phase: j.phase.as_str().to_string(),
-                archive: j.archive,
-                started_at: j.started_at,
-                by: None,
-                journal_readable: true,
-            }),
-            Err(e) => {
-                warnings.push(e);
-                None
-            }
+        .map(|(path, j)| Interrupted {
+            volume: j.volume,
+            journal: path.display().to_string(),
+            phase: j.phase.as_str().to_string(),
+            archive: j.archive,
+            started_at: j.started_at,
+            by: None,
+            journal_readable: true,
         })
         .collect();
     // Those the engine knows of (their journal in another backups directory),

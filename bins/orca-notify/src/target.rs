@@ -98,6 +98,20 @@ pub struct Http {
     pub bearer: Option<String>,
 }
 
+impl Http {
+    /// A POST of `kind`'s body to `url`, with no extra header or credential.
+    fn post(kind: HttpKind, url: String) -> Self {
+        Http {
+            kind,
+            url,
+            method: "POST".into(),
+            headers: Vec::new(),
+            basic: None,
+            bearer: None,
+        }
+    }
+}
+
 /// The body each API takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpKind {
@@ -540,16 +554,16 @@ fn ntfy(
     Ok((
         format!("ntfy on {hp}"),
         Service::Http(Http {
-            kind: HttpKind::Ntfy {
-                topic,
-                priority,
-                tags,
-            },
-            url: format!("{scheme}://{hp}{path}"),
-            method: "POST".into(),
-            headers: Vec::new(),
             basic,
             bearer,
+            ..Http::post(
+                HttpKind::Ntfy {
+                    topic,
+                    priority,
+                    tags,
+                },
+                format!("{scheme}://{hp}{path}"),
+            )
         }),
     ))
 }
@@ -598,12 +612,11 @@ fn gotify(
     Ok((
         format!("gotify on {hp}"),
         Service::Http(Http {
-            kind: HttpKind::Gotify { priority },
-            url: format!("{scheme}://{hp}{path}"),
-            method: "POST".into(),
             headers: vec![("X-Gotify-Key".into(), token)],
-            basic: None,
-            bearer: None,
+            ..Http::post(
+                HttpKind::Gotify { priority },
+                format!("{scheme}://{hp}{path}"),
+            )
         }),
     ))
 }
@@ -631,20 +644,16 @@ fn slack(
             secrets.push(token.clone());
             Ok((
                 "slack (webhook)".into(),
-                Service::Http(Http {
-                    kind: HttpKind::Slack { channel, username },
-                    url: format!(
+                Service::Http(Http::post(
+                    HttpKind::Slack { channel, username },
+                    format!(
                         "{}/services/{}/{}/{}",
                         base("https://hooks.slack.com"),
                         parts[0],
                         parts[1],
                         parts[2]
                     ),
-                    method: "POST".into(),
-                    headers: Vec::new(),
-                    basic: None,
-                    bearer: None,
-                }),
+                )),
             ))
         }
         // slack://xoxb:1234-5678-abcd@C0123CHANNEL
@@ -657,15 +666,14 @@ fn slack(
             Ok((
                 format!("slack (channel {host})"),
                 Service::Http(Http {
-                    kind: HttpKind::Slack {
-                        channel: Some(host.to_uppercase()),
-                        username,
-                    },
-                    url: format!("{}/api/chat.postMessage", base("https://slack.com")),
-                    method: "POST".into(),
-                    headers: Vec::new(),
-                    basic: None,
                     bearer: Some(token),
+                    ..Http::post(
+                        HttpKind::Slack {
+                            channel: Some(host.to_uppercase()),
+                            username,
+                        },
+                        format!("{}/api/chat.postMessage", base("https://slack.com")),
+                    )
                 }),
             ))
         }
@@ -682,24 +690,20 @@ fn slack(
             secrets.push(parts[2].clone());
             Ok((
                 "slack (webhook)".into(),
-                Service::Http(Http {
-                    kind: HttpKind::Slack {
+                Service::Http(Http::post(
+                    HttpKind::Slack {
                         channel,
                         username: username.or(Some(user).filter(|u| !u.is_empty())),
                     },
                     // Slack's tokens are upper case; the URL's host is not.
-                    url: format!(
+                    format!(
                         "{}/services/{}/{}/{}",
                         base("https://hooks.slack.com"),
                         parts[0].to_uppercase(),
                         parts[1],
                         parts[2]
                     ),
-                    method: "POST".into(),
-                    headers: Vec::new(),
-                    basic: None,
-                    bearer: None,
-                }),
+                )),
             ))
         }
     }
@@ -718,16 +722,12 @@ fn discord(
     secrets.push(token.clone());
     Ok((
         "discord (webhook)".into(),
-        Service::Http(Http {
-            kind: HttpKind::Discord {
+        Service::Http(Http::post(
+            HttpKind::Discord {
                 username: param(q, &["username"]).map(String::from),
             },
-            url: format!("{}/api/webhooks/{id}/{token}", base("https://discord.com")),
-            method: "POST".into(),
-            headers: Vec::new(),
-            basic: None,
-            bearer: None,
-        }),
+            format!("{}/api/webhooks/{id}/{token}", base("https://discord.com")),
+        )),
     ))
 }
 
@@ -777,14 +777,7 @@ fn teams(
     };
     Ok((
         format!("teams on {host}"),
-        Service::Http(Http {
-            kind: HttpKind::Teams,
-            url,
-            method: "POST".into(),
-            headers: Vec::new(),
-            basic: None,
-            bearer: None,
-        }),
+        Service::Http(Http::post(HttpKind::Teams, url)),
     ))
 }
 

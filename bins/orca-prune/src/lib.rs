@@ -191,24 +191,23 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     // An interrupted restore needs its archive (--resume) and its safety
     // backup (--rollback) until it is finished.
     let mut needed: Vec<(PathBuf, String)> = Vec::new();
-    for (path, j) in orca_shared::journal::in_dir(&dir) {
-        match j {
-            Ok(j) => {
-                let why = format!(
-                    "needed by the interrupted restore of volume '{}' ({})",
-                    j.volume,
-                    path.display()
-                );
-                needed.push((PathBuf::from(&j.archive), why.clone()));
-                if let Some(s) = &j.safety_backup {
-                    needed.push((PathBuf::from(s), why));
-                }
-            }
-            Err(e) => fail!(
-                Failure,
-                "{e}; nothing was pruned (an interrupted restore may need these backups: finish it first)"
-            ),
+    let mut unreadable = Vec::new();
+    for (path, j) in orca_shared::journal::in_dir(&dir, &mut unreadable) {
+        let why = format!(
+            "needed by the interrupted restore of volume '{}' ({})",
+            j.volume,
+            path.display()
+        );
+        needed.push((PathBuf::from(&j.archive), why.clone()));
+        if let Some(s) = &j.safety_backup {
+            needed.push((PathBuf::from(s), why));
         }
+    }
+    if let Some(e) = unreadable.first() {
+        fail!(
+            Failure,
+            "{e}; nothing was pruned (an interrupted restore may need these backups: finish it first)"
+        );
     }
     let drilled = newest_passing_drill(&found.backups);
     let items: Vec<Item> = found

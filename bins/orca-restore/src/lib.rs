@@ -1249,10 +1249,9 @@ fn safety_encryption(
 /// backups directory), or an error listing them.
 fn the_interrupted_volume(backups_dir: &Path) -> anyhow::Result<String> {
     let mut found: Vec<String> = volume_lock::abandoned_restores().unwrap_or_default();
-    for (_, j) in journal::in_dir(backups_dir) {
-        if let Ok(j) = j
-            && !found.contains(&j.volume)
-        {
+    // A journal that cannot be read names no volume: leave it out.
+    for (_, j) in journal::in_dir(backups_dir, &mut Vec::new()) {
+        if !found.contains(&j.volume) {
             found.push(j.volume);
         }
     }

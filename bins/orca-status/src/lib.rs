@@ -155,6 +155,17 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The newest of `(backup, when)` pairs, as seen at `now`.
+fn newest<'a>(
+    found: impl Iterator<Item = (&'a Found, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<Seen>> {
+    found
+        .max_by_key(|(_, at)| *at)
+        .map(|(b, at)| seen(b, at, now))
+        .transpose()
+}
+
 fn seen(b: &Found, at: DateTime<Utc>, now: DateTime<Utc>) -> anyhow::Result<Seen> {
     let age = (now - at).num_seconds();
     Ok(Seen {
@@ -253,33 +264,31 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
     // A good backup: complete (the catalog holds only whole archives), not
     // known to have failed verification, and made as a backup (a restore's
     // safety copy of what it replaced is not).
-    let good = |b: &&&Found| {
+    let good = |b: &&Found| {
         !is_safety_copy(b)
             && b.manifest
                 .manifest()
                 .and_then(|m| m.verification.as_ref())
                 .is_none_or(|v| v.verified)
     };
-    let last_backup = backups
-        .iter()
-        .filter(good)
-        .max_by_key(|b| b.time)
-        .map(|b| seen(b, b.time, now))
-        .transpose()?;
-    let last_verified = backups
-        .iter()
-        .filter(|b| !is_safety_copy(b))
-        .filter_map(|b| {
-            let v = b.manifest.manifest()?.verification.as_ref()?;
-            let at = parse_time(&v.verified_at)?;
-            v.verified.then_some((b, at))
-        })
-        .max_by_key(|(_, at)| *at)
-        .map(|(b, at)| seen(b, at, now))
-        .transpose()?;
-    let last_drill = backups
-        .iter()
-        .filter_map(|b| {
+    let last_backup = newest(
+        backups.iter().copied().filter(good).map(|b| (b, b.time)),
+        now,
+    )?;
+    let last_verified = newest(
+        backups
+            .iter()
+            .copied()
+            .filter(|b| !is_safety_copy(b))
+            .filter_map(|b| {
+                let v = b.manifest.manifest()?.verification.as_ref()?;
+                let at = parse_time(&v.verified_at)?;
+                v.verified.then_some((b, at))
+            }),
+        now,
+    )?;
+    let last_drill = newest(
+        backups.iter().copied().filter_map(|b| {
             let m = b.manifest.manifest()?;
             let at = m
                 .drills
@@ -288,22 +297,19 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
                 .filter_map(|d| parse_time(&d.at))
                 .max()?;
             Some((b, at))
-        })
-        .max_by_key(|(_, at)| *at)
-        .map(|(b, at)| seen(b, at, now))
-        .transpose()?;
-    let last_drill_failed = backups
-        .iter()
-        .filter_map(|b| {
+        }),
+        now,
+    )?;
+    let last_drill_failed = newest(
+        backups.iter().copied().filter_map(|b| {
             let d = b.manifest.manifest()?.last_drill()?;
             if d.ok {
                 return None;
             }
             Some((b, parse_time(&d.at)?))
-        })
-        .max_by_key(|(_, at)| *at)
-        .map(|(b, at)| seen(b, at, now))
-        .transpose()?;
+        }),
+        now,
+    )?;
     let mut copies: BTreeMap<String, CopySeen> = BTreeMap::new();
     for b in &backups {
         for (dest, at, verified) in copies_of(b) {
@@ -327,19 +333,13 @@ pub fn run(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<()> {
         }
     }
     let mut warnings = Vec::new();
-    let interrupted: Vec<Interrupted> = orca_shared::journal::in_dir(&dir)
+    let interrupted: Vec<Interrupted> = orca_shared::journal::in_dir(&dir, &mut warnings)
         .into_iter()
-        .filter_map(|(path, j)| match j {
-            Ok(j) => Some(Interrupted {
-                volume: j.volume,
-                journal: path.display().to_string(),
-                phase: j.phase.as_str().to_string(),
-                started_at: j.started_at,
-            }),
-            Err(e) => {
-                warnings.push(e);
-                None
-            }
+        .map(|(path, j)| Interrupted {
+            volume: j.volume,
+            journal: path.display().to_string(),
+            phase: j.phase.as_str().to_string(),
+            started_at: j.started_at,
         })
         .collect();
     let used: u64 = backups.iter().map(|b| b.size_bytes).sum::<u64>()
