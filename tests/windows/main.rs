@@ -15,10 +15,11 @@
 #[allow(dead_code, unused_imports)]
 mod common;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -41,6 +42,7 @@ fn windows_bins(test: &str) -> Option<PathBuf> {
             .status()
             .is_ok_and(|s| s.success());
     if usable {
+        wine_desktop();
         return dir;
     }
     let why =
@@ -82,41 +84,84 @@ fn wine(bins: &Path, home: &Path, tool: &str, args: &[&str]) -> Command {
     c
 }
 
-/// One relay per pipe name for this test process, serving it until exit.
-struct Relay {
-    child: Child,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn bridge() -> &'static TcpBridge {
     static B: OnceLock<TcpBridge> = OnceLock::new();
     B.get_or_init(TcpBridge::to_docker)
 }
 
-/// Serve `\\.\pipe\NAME` inside Wine, relayed to the engine, while the guard lives.
-fn relay(bins: &Path, pipe: &str) -> Relay {
-    let mut child = Command::new("wine")
-        .arg(bins.join("orca-pipe-relay.exe"))
-        .arg(format!(r"\\.\pipe\{pipe}"))
-        .arg(format!("127.0.0.1:{}", bridge().port()))
+/// `wine ARGS...` for the rest of this test process, behind a shell that waits
+/// for EOF on its stdin (a pipe whose other end only this process holds, so it
+/// comes when this process exits, however it ends) and then kills it. Wine
+/// itself never told a Windows program of that EOF.
+fn wine_until_exit(args: &[&OsStr], stdout: Stdio) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"wine "$@" </dev/null & w=$!; read -r _; kill -KILL "$w" 2>/dev/null; wait "$w" 2>/dev/null"#)
+        .arg("wine-until-exit")
+        .args(args)
         .env("WINEDEBUG", "-all")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdin(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("wine runs orca-pipe-relay.exe");
+        .expect("sh runs wine")
+}
+
+/// Wine's desktop, made once for this test process by programs that hold none
+/// of the tests' pipes, and kept until it exits.
+///
+/// Without it the first program that needs a desktop (schtasks, through COM)
+/// makes Wine start `explorer.exe /desktop`, which inherits that program's
+/// stderr, the pipe the test reads to its end, and stays while the program
+/// waits: orca-schedule under test then hung. A file browser (`explorer.exe`)
+/// keeps the desktop up; `rundll32 user32.dll,GetDesktopWindow` returns once
+/// it is.
+fn wine_desktop() {
+    static DESKTOP: OnceLock<Child> = OnceLock::new();
+    DESKTOP.get_or_init(|| {
+        let keeper = wine_until_exit(&[OsStr::new("explorer.exe")], Stdio::null());
+        let ready = Command::new("wine")
+            .args(["rundll32.exe", "user32.dll,GetDesktopWindow"])
+            .env("WINEDEBUG", "-all")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("wine runs rundll32.exe");
+        assert!(
+            ready.success(),
+            "rundll32 user32.dll,GetDesktopWindow: {ready}"
+        );
+        keeper
+    });
+}
+
+/// Serve `\\.\pipe\NAME` inside Wine, relayed to the engine, for the rest of
+/// this test process: one relay per name, started by the first test asking.
+///
+/// One relay per test, killed at its end, broke the other tests' requests now
+/// and then ("connection closed before message completed"): Wine lets a second
+/// server serve a name already served, a client's connection lands on either,
+/// and killing one cut the connections it held.
+fn relay(bins: &Path, pipe: &str) {
+    static RELAYS: Mutex<Vec<(String, Child)>> = Mutex::new(Vec::new());
+    let mut relays = RELAYS.lock().unwrap_or_else(PoisonError::into_inner);
+    if relays.iter().any(|(name, _)| name == pipe) {
+        return;
+    }
+    let exe = bins.join("orca-pipe-relay.exe");
+    let name = format!(r"\\.\pipe\{pipe}");
+    let target = format!("127.0.0.1:{}", bridge().port());
+    let mut child = wine_until_exit(
+        &[exe.as_os_str(), OsStr::new(&name), OsStr::new(&target)],
+        Stdio::piped(),
+    );
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with("listening"), "relay said {line:?}");
-    Relay { child }
+    relays.push((pipe.to_owned(), child));
 }
 
 fn sha256_file(p: &Path) -> String {
@@ -139,7 +184,7 @@ impl Drop for Cleanup {
 #[test]
 fn the_windows_build_backs_up_and_restores_through_the_default_named_pipe() {
     let bins = need_wine!();
-    let _relay = relay(&bins, "docker_engine");
+    relay(&bins, "docker_engine");
     let home = tempfile::tempdir().unwrap();
     let vol = tricky_volume();
     vol.fill_sql_like(3 << 20, 77);
@@ -204,7 +249,7 @@ fn the_windows_build_backs_up_and_restores_through_the_default_named_pipe() {
 #[test]
 fn docker_desktops_context_and_tcp_work_from_windows() {
     let bins = need_wine!();
-    let _relay = relay(&bins, "dockerDesktopLinuxEngine");
+    relay(&bins, "dockerDesktopLinuxEngine");
     let home = tempfile::tempdir().unwrap();
     let vol = TestVolume::named(&unique("orca-test-win-ctx"));
     // Docker Desktop's context as the CLI stores it: made by the real (Linux)
@@ -341,7 +386,7 @@ fn ctrl_c_during_a_stop_leaves_the_container_running_on_windows() {
 #[test]
 fn the_windows_build_encrypts_and_decrypts() {
     let bins = need_wine!();
-    let _relay = relay(&bins, "docker_engine");
+    relay(&bins, "docker_engine");
     let home = tempfile::tempdir().unwrap();
     let vol = TestVolume::named(&unique("orca-test-win-age"));
     vol.fill_sql_like(2 << 20, 78);
@@ -448,7 +493,7 @@ fn the_windows_build_copies_to_s3_and_restores_from_it() {
         return;
     }
     let sw = orca_test_support::seaweed::shared();
-    let _relay = relay(&bins, "docker_engine");
+    relay(&bins, "docker_engine");
     let home = tempfile::tempdir().unwrap();
     let vol = TestVolume::named(&unique("orca-test-win-s3"));
     vol.fill_sql_like(2 << 20, 79);
@@ -503,7 +548,7 @@ fn the_windows_build_copies_to_s3_and_restores_from_it() {
 #[test]
 fn the_windows_build_guards_a_command_that_fails_and_puts_the_volume_back() {
     let bins = need_wine!();
-    let _relay = relay(&bins, "docker_engine");
+    relay(&bins, "docker_engine");
     let home = tempfile::tempdir().unwrap();
     let vol = TestVolume::named(&unique("orca-test-win-guard"));
     vol.sh("mkdir -p /v/data && echo before > /v/data/Orca.mdf && echo log > /v/data/Orca_log.ldf");
@@ -570,7 +615,7 @@ fn the_windows_build_guards_a_command_that_fails_and_puts_the_volume_back() {
 #[test]
 fn the_windows_build_runs_the_whole_workflow_into_a_non_ascii_path() {
     let bins = need_wine!();
-    let _relay = relay(&bins, "docker_engine");
+    relay(&bins, "docker_engine");
     let parent = tempfile::tempdir().unwrap();
     // A user name with letters Windows PowerShell 5.1 would mangle in a pipe.
     let home = parent.path().join("Jürgen Ørsted-Łukasz");
