@@ -91,12 +91,14 @@ fn bridge() -> &'static TcpBridge {
 
 /// `wine ARGS...` for the rest of this test process, behind a shell that waits
 /// for EOF on its stdin (a pipe whose other end only this process holds, so it
-/// comes when this process exits, however it ends) and then kills it. Wine
-/// itself never told a Windows program of that EOF.
+/// comes when this process exits, however it ends, Ctrl-C included: the shell
+/// ignores SIGINT) and then kills it. Wine itself never told a Windows program
+/// of that EOF. The shell lets go of `stdout` at once: only the program holds
+/// it, so a program that dies before its first line is an EOF, not a hang.
 fn wine_until_exit(args: &[&OsStr], stdout: Stdio) -> Child {
     Command::new("sh")
         .arg("-c")
-        .arg(r#"wine "$@" </dev/null & w=$!; read -r _; kill -KILL "$w" 2>/dev/null; wait "$w" 2>/dev/null"#)
+        .arg(r#"trap '' INT; wine "$@" </dev/null & w=$!; exec >/dev/null; read -r _; kill -KILL "$w" 2>/dev/null; wait "$w" 2>/dev/null"#)
         .arg("wine-until-exit")
         .args(args)
         .env("WINEDEBUG", "-all")
