@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
 #[path = "../integration/common.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use std::ffi::OsStr;
