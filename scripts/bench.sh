@@ -119,7 +119,7 @@ for i in $(seq 1 "$runs"); do
 done
 
 say "hot copy: the freeze against reading the volume's stream and throwing it away (the SQL Server stand-in runs on the volume)"
-standin=orca-test-mssql-standin:3
+standin=orca-test-mssql-standin:4
 # The stand-in starts only where SQL Server would (data/master.mdf).
 docker run --rm --network none -v "$vol:/v" orca-test-busybox:1 sh -c 'mkdir -p /v/data && [ -f /v/data/master.mdf ] || echo master > /v/data/master.mdf'
 hotsql=$(docker run -d --network none -e MSSQL_SA_PASSWORD=Bench-Pw-1 -v "$vol:/var/opt/mssql" "$standin")

@@ -705,7 +705,7 @@ fn a_generic_probe_a_healthcheck_and_the_workflow_drill() {
         "{msg}"
     );
     // The image's HEALTHCHECK (an image built here from the stand-in, offline).
-    let healthy = "orca-test-mssql-standin-healthy:1";
+    let healthy = "orca-test-mssql-standin-healthy:2";
     if !docker(&["image", "inspect", healthy]).status.success() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

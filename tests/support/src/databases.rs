@@ -26,7 +26,7 @@ use crate::{TEST_LABEL, docker, docker_with_input};
 /// The real PostgreSQL image.
 pub const POSTGRES_IMAGE: &str = "orca-test-postgres:15";
 /// The SQL Server stand-in.
-pub const MSSQL_STANDIN_IMAGE: &str = "orca-test-mssql-standin:3";
+pub const MSSQL_STANDIN_IMAGE: &str = "orca-test-mssql-standin:4";
 
 /// Make sure [`POSTGRES_IMAGE`] exists (building it takes a minute or two,
 /// once); `None` (skip loudly) when it cannot be built here, or a panic when
@@ -74,12 +74,16 @@ echo "SQL Server is starting (stand-in)."
 sleep 2
 if [ -f /var/opt/mssql/standin-writer ]; then
     # A database's writes: the log, then the data file, with the same
-    # counter; none while frozen (paused-at says where it stopped).
+    # counter; none while frozen (paused-at says where it stopped, written
+    # once and renamed into place: a reader never sees it half written).
     (
         n=$(cat /var/opt/mssql/data/orca.mdf 2>/dev/null || echo 0)
         while :; do
             if [ -e /tmp/frozen ]; then
-                echo "$n" > /tmp/paused-at
+                if [ ! -e /tmp/paused-at ]; then
+                    echo "$n" > /tmp/paused-at.new
+                    mv /tmp/paused-at.new /tmp/paused-at
+                fi
                 sleep 0.02
                 continue
             fi

@@ -36,7 +36,7 @@ fn remove() {
         orca_test_support::databases::POSTGRES_IMAGE,
         orca_test_support::databases::MSSQL_STANDIN_IMAGE,
         // The drill tests' stand-in with a HEALTHCHECK (tests/integration/drill.rs).
-        "orca-test-mssql-standin-healthy:1",
+        "orca-test-mssql-standin-healthy:2",
     ] {
         let out = docker(&["image", "rm", "-f", image]);
         if out.status.success() {
