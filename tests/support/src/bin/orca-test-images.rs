@@ -37,6 +37,9 @@ fn remove() {
         orca_test_support::databases::MSSQL_STANDIN_IMAGE,
         // The drill tests' stand-in with a HEALTHCHECK (tests/integration/drill.rs).
         "orca-test-mssql-standin-healthy:2",
+        // Earlier versions of the stand-ins, left by older checkouts.
+        "orca-test-mssql-standin:3",
+        "orca-test-mssql-standin-healthy:1",
     ] {
         let out = docker(&["image", "rm", "-f", image]);
         if out.status.success() {
